@@ -1,0 +1,61 @@
+"""analoglib: a pure-PyTorch simulator of PCM analog in-memory-computing crossbars.
+
+The user verbs follow aihwkit: :func:`convert_to_analog`, :func:`program`, :func:`drift`,
+:func:`evaluate`, with explicit seeds for every random draw.
+
+References:
+    Rasch et al. 2023 (standard AIMC crossbar model); ``aimc-model.md``.
+"""
+
+__version__ = "0.1.0"
+
+from analoglib import config, metrics, noise, presets, tiles  # noqa: E402
+from analoglib.config import PCMConfig  # noqa: E402
+from analoglib.inference import (  # noqa: E402
+    drift,
+    drift_analog_weights,
+    evaluate,
+    load,
+    program,
+    program_analog_weights,
+    save,
+    set_forward_seed,
+)
+from analoglib.metrics import mvm_error, normalized_accuracy, random_tile_mvm_error  # noqa: E402
+from analoglib.nn import (  # noqa: E402
+    analog_layers,
+    convert_to_analog,
+    convert_to_digital,
+    named_analog_layers,
+)
+from analoglib.summary import summary  # noqa: E402
+from analoglib.utils import get_device, paths, seed_everything  # noqa: E402
+
+__all__ = [
+    "PCMConfig",
+    "__version__",
+    "analog_layers",
+    "config",
+    "convert_to_analog",
+    "convert_to_digital",
+    "drift",
+    "drift_analog_weights",
+    "evaluate",
+    "get_device",
+    "load",
+    "metrics",
+    "mvm_error",
+    "named_analog_layers",
+    "noise",
+    "normalized_accuracy",
+    "paths",
+    "presets",
+    "program",
+    "program_analog_weights",
+    "random_tile_mvm_error",
+    "save",
+    "seed_everything",
+    "set_forward_seed",
+    "summary",
+    "tiles",
+]

@@ -1,0 +1,527 @@
+"""Shared machinery of the analog layers: tiling, digital periphery, programming and drift.
+
+Every analog layer holds ``groups`` weight matrices of ``out x in`` (see
+:class:`~analoglib.tiles.mapper.TileMapping`). Its trainable ``weight`` stores the normalised
+weights W~ (each tile column's abs-max is ``omega``); the digital column scales ``s`` map them
+back, so the layer computes, per input tile t and output column i,
+
+    y_{t,i} = alpha_{t,i} * r_t * s_{t,i} * gamma_{t,i} * ADC(MVM(DAC(clip(x_t, -r_t, r_t) / r_t)))
+
+and sums the tiles digitally before adding the digital bias. ``r`` is the input range,
+``gamma`` the learned output scale and ``alpha`` the drift-compensation factor (evaluation only).
+
+Programming is an explicit event: :meth:`AnalogLayerBase.program` draws programming noise and
+drift exponents once and keeps them; :meth:`AnalogLayerBase.drift` applies drift and read
+noise to that realisation. In ``eval()`` mode a programmed layer computes with the drifted
+weights; in ``train()`` mode (and before programming) it computes with the reference weights.
+
+References:
+    Rasch et al. 2023; ``aimc-model.md`` sections 3, 5, 6, 7, 8, 9.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from analoglib.config import PCMConfig
+from analoglib.noise.pcm import PCMNoiseModel
+from analoglib.tiles.mapper import TileMapping
+from analoglib.tiles.tile import analog_mvm, ir_drop_row_weighting
+
+__all__ = ["AnalogLayerBase", "ConfigMismatchError"]
+
+log = logging.getLogger(__name__)
+
+# Floor of the drift-compensation read-out (aimc-model.md 7).
+_GDC_READOUT_FLOOR = 1e-4
+
+
+class ConfigMismatchError(ValueError):
+    """A checkpoint was saved under a different config than the model it is loaded into."""
+
+
+class _InputRange(torch.autograd.Function):
+    """``clip(x, -r, r) / r`` with aihwkit's input-range gradient for ``r``.
+
+    Only clipped inputs contribute to the gradient of ``r``; with ``decay`` the range also
+    shrinks while more than ``input_min_percentage`` of the inputs are inside it.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: Tensor,
+        input_range: Tensor,
+        decay: float,
+        min_fraction: float,
+        relative: bool,
+        scale: float,
+    ) -> Tensor:
+        r = input_range.view(-1, 1, 1)  # (tiles, 1, 1)
+        ctx.save_for_backward(x, input_range)
+        ctx.options = (decay, min_fraction, relative, scale)
+        return torch.maximum(torch.minimum(x, r), -r) / r
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, input_range = ctx.saved_tensors
+        decay, min_fraction, relative, scale = ctx.options
+        r = input_range.view(-1, 1, 1)
+        inside = x.abs() < r
+        grad_x_units = grad / r  # gradient with respect to the clipped input
+        grad_in = grad_x_units * inside
+        upper = (grad_x_units.clamp(max=0.0) * (x >= r)).sum(dim=(1, 2))
+        lower = (grad_x_units.clamp(min=0.0) * (x <= -r)).sum(dim=(1, 2))
+        grad_r = upper - lower
+        grad_r = grad_r * (input_range * scale if relative else scale)
+        if decay > 0:
+            fraction_inside = inside.float().mean(dim=(1, 2))
+            grad_r = grad_r + decay * input_range * (fraction_inside > min_fraction)
+        return grad_in, grad_r, None, None, None, None
+
+
+def _group_max(values: Tensor, index: Tensor, n_groups: int) -> Tensor:
+    """Max of ``(tiles, out)`` values over the columns of each output tile -> ``(tiles, n)``."""
+    out = values.new_zeros(values.shape[0], n_groups)
+    return out.scatter_reduce(1, index.expand_as(values), values, reduce="amax")
+
+
+class AnalogLayerBase(nn.Module):
+    """Base class of the analog layers (not used directly).
+
+    Subclasses call :meth:`_init_analog` with their digital weight and implement ``forward``
+    around :meth:`analog_forward`.
+    """
+
+    config: PCMConfig
+    mapping: TileMapping
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
+    def _init_analog(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        config: PCMConfig,
+        groups: int = 1,
+    ) -> None:
+        """Map a digital weight of native shape ``(out, in_per_group, *kernel)`` onto tiles.
+
+        Args:
+            weight: Digital weight; ``out`` must be divisible by ``groups``.
+            bias: Digital bias ``(out,)`` or ``None``.
+            config: Crossbar configuration (copied).
+            groups: Number of independent matrices.
+        """
+        if not isinstance(config, PCMConfig):
+            raise ValueError(f"config = {config!r} is not allowed: expected a PCMConfig.")
+        self.config = config.copy()
+        self._native_shape = tuple(weight.shape)
+        out_total = weight.shape[0]
+        in_per_group = int(weight[0].numel())
+        out_per_group = out_total // groups
+        self.mapping = TileMapping.build(
+            in_per_group,
+            out_per_group,
+            groups,
+            self.config.mapping.max_input_size,
+            self.config.mapping.max_output_size,
+        )
+        m = self.mapping
+        n_stacked = m.n_stacked
+
+        # Digital column scales s: the abs-max of each tile column (or tile) maps to omega.
+        with torch.no_grad():
+            digital = weight.detach().reshape(groups, out_per_group, in_per_group)
+            column_max = m.to_tiles(digital).abs().amax(dim=2)  # (tiles, out)
+            if not self.config.mapping.weight_scaling_columnwise:
+                out_tile = m.output_tile_index().to(weight.device)
+                per_tile = _group_max(column_max, out_tile, m.tiles_out)
+                column_max = per_tile[:, out_tile]
+            scales = column_max / self.config.mapping.weight_scaling_omega
+            scales = torch.where(scales > 0, scales, torch.ones_like(scales))
+            normalised = digital / m.expand_to_weights(scales)
+        self.weight = nn.Parameter(normalised.reshape(self._native_shape).contiguous())
+        self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
+        self.register_buffer("mapping_scales", scales)
+
+        gamma = torch.ones(
+            n_stacked,
+            out_per_group if self.config.mapping.out_scaling_columnwise else 1,
+            device=weight.device,
+            dtype=weight.dtype,
+        )
+        if self.config.mapping.learn_out_scaling:
+            self.out_scales: Tensor = nn.Parameter(gamma)
+        else:
+            self.register_buffer("out_scales", gamma)
+
+        ranges = self.config.pre_post.input_range
+        r = torch.full((n_stacked,), ranges.init_value, device=weight.device, dtype=weight.dtype)
+        if ranges.enable and ranges.learn_input_range:
+            self.input_range: Tensor = nn.Parameter(r)
+        else:
+            self.register_buffer("input_range", r)
+        self.register_buffer("input_range_batches", torch.zeros((), dtype=torch.long))
+
+        # Static layout tensors (derived from the mapping, never saved).
+        rows_used = m.row_counts().to(weight.device)
+        self.register_buffer("_row_mask", m.row_mask().to(weight.device), persistent=False)
+        self.register_buffer(
+            "_ir_weighting", ir_drop_row_weighting(m.rows, rows_used).to(weight), persistent=False
+        )
+        ir_scale = rows_used.to(weight.dtype) / self.config.forward.ir_drop_g_ratio
+        self.register_buffer("_ir_scale", ir_scale.view(-1, 1, 1), persistent=False)
+        self.register_buffer("_input_index", m.input_gather_index().to(weight.device), persistent=False)
+        self.register_buffer("_out_tile", m.output_tile_index().to(weight.device), persistent=False)
+
+        # Programmed state (carried in the extra state, see get_extra_state).
+        for name in ("_g_prog", "_nu", "_g_scale", "_weight_t", "_gdc_baseline", "_gdc_alpha"):
+            self.register_buffer(name, None, persistent=False)
+        self._t_inference_s: float | None = None
+        self._program_seed: int | None = None
+        self._programmed_version: int | None = None
+        self._forward_seed = 0
+        self._generator: torch.Generator | None = None
+        self.noise_model = PCMNoiseModel(self.config.noise_model)
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def is_programmed(self) -> bool:
+        """True once :meth:`program` has drawn a programming realisation."""
+        return self._g_prog is not None
+
+    @property
+    def t_inference_s(self) -> float | None:
+        """Seconds after programming of the current weights (None before programming)."""
+        return self._t_inference_s
+
+    @property
+    def analog_weight_count(self) -> int:
+        """Number of weights mapped to crossbars."""
+        return self.weight.numel()
+
+    def extra_repr(self) -> str:
+        m = self.mapping
+        state = "unprogrammed"
+        if self.is_programmed:
+            state = f"programmed, t_inference={self._t_inference_s:g} s"
+        return (
+            f"tiles={m.n_tiles} ({m.groups}x{m.tiles_in}x{m.tiles_out} of "
+            f"{m.tile_shape[0]}x{m.tile_shape[1]}), utilization={m.utilization:.1%}, {state}"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state["_generator"] = None  # generators are rebuilt from the seed on demand
+        return state
+
+    # -- randomness -----------------------------------------------------------------------------
+    def set_forward_seed(self, seed: int) -> None:
+        """Restart the stream of forward noise (read noise, output noise, weight modifier)."""
+        self._forward_seed = int(seed)
+        self._generator = None
+
+    def _forward_generator(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+            self._generator.manual_seed(self._forward_seed)
+        return self._generator
+
+    # -- weights --------------------------------------------------------------------------------
+    def _matrices(self, weight: Tensor) -> Tensor:
+        m = self.mapping
+        return weight.reshape(m.groups, m.out_features, m.in_features)
+
+    def reference_tiles(self) -> Tensor:
+        """Normalised reference weights in the stacked tile layout ``(tiles, out, rows)``."""
+        return self.mapping.to_tiles(self._matrices(self.weight))
+
+    def digital_weight(self) -> Tensor:
+        """Digital weight of native shape equivalent to the reference (unprogrammed) weights."""
+        m = self.mapping
+        factor = self.mapping_scales * self.out_scales.expand(m.n_stacked, m.out_features)
+        weight = self._matrices(self.weight) * m.expand_to_weights(factor)
+        return weight.reshape(self._native_shape)
+
+    def _modified_tiles(self, tiles: Tensor, generator: torch.Generator) -> Tensor:
+        """Weight-noise modifier of HWA training (one draw per call), straight-through."""
+        modifier = self.config.modifier
+        if modifier.type == "none" and modifier.pdrop == 0:
+            return tiles
+        with torch.no_grad():
+            if modifier.rel_to_actual_wmax:
+                wmax = tiles.abs().amax(dim=(1, 2), keepdim=True)
+                wmax = torch.where(wmax > 0, wmax, torch.ones_like(wmax))
+            else:
+                wmax = torch.full_like(tiles[:, :1, :1], modifier.assumed_wmax)
+            noisy = tiles.detach().clone()
+            if modifier.type != "none":
+                noise = torch.randn(
+                    tiles.shape, generator=generator, device=tiles.device, dtype=tiles.dtype
+                )
+                noise.mul_(wmax * modifier.std_dev)
+                if modifier.type == "mult_normal":
+                    noise.mul_(noisy)
+                noisy.add_(noise)
+            if modifier.pdrop > 0:
+                keep = torch.rand(
+                    tiles.shape, generator=generator, device=tiles.device, dtype=tiles.dtype
+                )
+                noisy.mul_(keep >= modifier.pdrop)
+        return tiles + (noisy - tiles).detach()
+
+    # -- forward --------------------------------------------------------------------------------
+    def _tile_inputs(self, x: Tensor) -> Tensor:
+        """``(batch, groups, in)`` -> ``(groups * tiles_in, batch, rows)``."""
+        m = self.mapping
+        batch = x.shape[0]
+        if m.is_padded:
+            x = torch.nn.functional.pad(x, (0, 1))[..., self._input_index]
+        # (batch, groups, tiles_in, rows) -> (groups, tiles_in, batch, rows)
+        x = x.reshape(batch, m.groups, m.tiles_in, m.rows).permute(1, 2, 0, 3)
+        return x.reshape(m.n_stacked, batch, m.rows)
+
+    def _apply_input_range(self, x: Tensor) -> Tensor:
+        ranges = self.config.pre_post.input_range
+        if not ranges.enable:
+            return x
+        if self.training and self.input_range_batches < ranges.init_from_data:
+            with torch.no_grad():  # running mean of init_std_alpha * std(x) per tile
+                k = float(self.input_range_batches)
+                std = x.detach().std(dim=(1, 2)).clamp(min=1e-6)
+                self.input_range.mul_(k).add_(ranges.init_std_alpha * std).div_(k + 1)
+                self.input_range_batches += 1
+        decay = ranges.decay if self.training else 0.0
+        out: Tensor = _InputRange.apply(
+            x,
+            self.input_range,
+            decay,
+            ranges.input_min_percentage,
+            ranges.gradient_relative,
+            ranges.gradient_scale,
+        )
+        return out
+
+    def _current_tiles(self, generator: torch.Generator) -> Tensor:
+        if not self.training and self.is_programmed:
+            if self.weight._version != self._programmed_version:
+                raise RuntimeError(
+                    f"{type(self).__name__}: the weights changed after programming; call "
+                    "analoglib.program(model, seed) again before evaluating."
+                )
+            assert self._weight_t is not None
+            return self._weight_t
+        tiles = self.reference_tiles()
+        if self.training or self.config.modifier.enable_during_test:
+            tiles = self._modified_tiles(tiles, generator)
+        return tiles
+
+    def _periphery_scale(self) -> Tensor:
+        """``(tiles, out)`` digital factor ``alpha * r * s * gamma`` of every tile column."""
+        m = self.mapping
+        scale = self.mapping_scales * self.out_scales.expand(m.n_stacked, m.out_features)
+        if self.config.pre_post.input_range.enable:
+            scale = scale * self.input_range.detach().view(-1, 1)
+        if (
+            not self.training
+            and self._gdc_alpha is not None
+            and self.config.drift_compensation.type != "none"
+        ):
+            scale = scale * self._gdc_alpha
+        return scale
+
+    def analog_forward(self, x: Tensor) -> Tensor:
+        """Tiled analog MVM with the digital periphery, without bias.
+
+        Args:
+            x: ``(batch, groups, in)`` inputs of every matrix.
+
+        Returns:
+            ``(batch, groups * out)`` outputs.
+
+        Raises:
+            ValueError: If ``x`` holds NaN or infinite values.
+        """
+        if not torch.isfinite(x).all():
+            raise ValueError(
+                f"{type(self).__name__}: the input holds NaN or infinite values; analog layers "
+                "accept finite inputs only."
+            )
+        m = self.mapping
+        batch = x.shape[0]
+        generator = self._forward_generator(x.device)
+        tiles = self._current_tiles(generator)
+        x_tiles = self._apply_input_range(self._tile_inputs(x))  # (tiles, batch, rows)
+        z = analog_mvm(
+            x_tiles,
+            tiles,
+            self.config.forward,
+            ir_weighting=self._ir_weighting,
+            ir_scale=self._ir_scale,
+            generator=generator,
+        )  # (tiles, batch, out)
+        scale = self._periphery_scale().unsqueeze(1)  # (tiles, 1, out)
+        if z.requires_grad or scale.requires_grad:
+            z = z * scale
+        else:
+            z.mul_(scale)
+        # (groups, tiles_in, batch, out) -> sum over tiles_in -> (batch, groups, out)
+        y = z.reshape(m.groups, m.tiles_in, batch, m.out_features).sum(dim=1)
+        return y.transpose(0, 1).reshape(batch, m.groups * m.out_features)
+
+    # -- programming and drift ------------------------------------------------------------------
+    def _gdc_readout(self, tiles: Tensor, generator: torch.Generator) -> Tensor:
+        """Mean |output| of every physical tile for one-hot inputs, ``(tiles, tiles_out)``."""
+        m = self.mapping
+        y = analog_mvm(
+            None,
+            tiles,
+            self.config.forward,
+            ir_weighting=self._ir_weighting,
+            ir_scale=self._ir_scale,
+            generator=generator,
+            one_hot=True,
+        )  # (tiles, rows, out)
+        column_sum = y.abs_().mul_(self._row_mask.transpose(1, 2)).sum(dim=1)  # (tiles, out)
+        tile_sum = column_sum.new_zeros(m.n_stacked, m.tiles_out)
+        tile_sum.index_add_(1, self._out_tile, column_sum)
+        out_sizes = torch.tensor(m.out_sizes, device=tiles.device, dtype=tiles.dtype)
+        rows_used = self._row_mask.sum(dim=2).to(tiles.dtype)  # (tiles, 1)
+        return (tile_sum / (rows_used * out_sizes)).clamp(min=_GDC_READOUT_FLOOR)
+
+    @torch.no_grad()
+    def program(self, generator: torch.Generator, seed: int | None = None) -> None:
+        """Draw one programming realisation of every device and keep it.
+
+        Both devices of each differential pair are programmed: programming noise on the target
+        conductance, and one drift exponent per device drawn from its target conductance. The
+        weights are then those right after programming (no drift, no read noise), and the
+        drift-compensation baseline is read out.
+
+        Args:
+            generator: Source of every draw (on the layer's device).
+            seed: Seed the generator came from, kept for the record.
+
+        References:
+            ``aimc-model.md`` sections 5.1-5.3, 6, 7.
+        """
+        m = self.mapping
+        tiles = self.reference_tiles().detach()  # (tiles, out, rows)
+        column_max = tiles.abs().amax(dim=2)  # (tiles, out)
+        wmax = _group_max(column_max, self._out_tile.expand_as(column_max), m.tiles_out)
+        wmax = wmax[:, self._out_tile].unsqueeze(2)  # (tiles, out, 1), per physical tile
+        g_plus, g_minus, g_scale = self.noise_model.weight_to_conductance(tiles, wmax)
+        mask = self._row_mask
+        g_prog = torch.empty((2, *tiles.shape), device=tiles.device, dtype=tiles.dtype)
+        nu = torch.empty((2, *tiles.shape), device=tiles.device, dtype=torch.float16)
+        for device_index, g_target in enumerate((g_plus, g_minus)):
+            g_prog[device_index] = self.noise_model.apply_programming_noise(g_target, generator)
+            g_prog[device_index].mul_(mask)  # padded rows hold no device
+            nu[device_index] = self.noise_model.generate_drift_coefficients(g_target, generator)
+        self._g_prog, self._nu, self._g_scale = g_prog, nu, g_scale
+        self._weight_t = (g_prog[0] - g_prog[1]).div_(g_scale)
+        self._t_inference_s = 0.0
+        self._program_seed = seed
+        self._programmed_version = self.weight._version
+        self._gdc_alpha = None
+        self._gdc_baseline = None
+        if self.config.drift_compensation.type != "none":
+            self._gdc_baseline = self._gdc_readout(self._weight_t, generator)
+            self._gdc_alpha = torch.ones_like(self.mapping_scales)
+
+    @torch.no_grad()
+    def drift(self, t_inference_s: float, generator: torch.Generator) -> None:
+        """Apply drift and accumulated read noise to the kept programming realisation.
+
+        Args:
+            t_inference_s: Seconds after programming, >= 0.
+            generator: Source of the read-noise and read-out draws.
+
+        Raises:
+            RuntimeError: If the layer was never programmed.
+            ValueError: If ``t_inference_s`` is negative or not finite.
+
+        References:
+            ``aimc-model.md`` sections 5.3, 5.4, 6, 7.
+        """
+        if not isinstance(t_inference_s, (int, float)) or not math.isfinite(t_inference_s) or (
+            t_inference_s < 0
+        ):
+            raise ValueError(
+                f"t_inference_s = {t_inference_s!r} is not allowed: expected a finite time >= 0 s."
+            )
+        if not self.is_programmed:
+            raise RuntimeError(
+                f"{type(self).__name__} is not programmed: call analoglib.program(model, seed) "
+                "before analoglib.drift(...)."
+            )
+        assert self._g_prog is not None and self._nu is not None and self._g_scale is not None
+        g_plus = self.noise_model.apply_drift_noise(
+            self._g_prog[0], self._nu[0], float(t_inference_s), generator
+        )
+        g_minus = self.noise_model.apply_drift_noise(
+            self._g_prog[1], self._nu[1], float(t_inference_s), generator
+        )
+        self._weight_t = g_plus.sub_(g_minus).div_(self._g_scale).mul_(self._row_mask)
+        self._t_inference_s = float(t_inference_s)
+        if self._gdc_baseline is not None:
+            readout = self._gdc_readout(self._weight_t, generator)
+            self._gdc_alpha = (self._gdc_baseline / readout)[:, self._out_tile]
+
+    def reset_programming(self) -> None:
+        """Forget the programming realisation (back to the reference weights)."""
+        for name in ("_g_prog", "_nu", "_g_scale", "_weight_t", "_gdc_baseline", "_gdc_alpha"):
+            setattr(self, name, None)
+        self._t_inference_s = None
+        self._program_seed = None
+        self._programmed_version = None
+
+    # -- state ----------------------------------------------------------------------------------
+    def get_extra_state(self) -> dict[str, Any]:
+        """Config, programmed state and seeds, saved with the state dict."""
+        programmed = None
+        if self.is_programmed:
+            programmed = {
+                name: getattr(self, name)
+                for name in ("_g_prog", "_nu", "_g_scale", "_weight_t", "_gdc_baseline", "_gdc_alpha")
+            }
+        return {
+            "config": self.config.to_dict(),
+            "programmed": programmed,
+            "t_inference_s": self._t_inference_s,
+            "program_seed": self._program_seed,
+            "forward_seed": self._forward_seed,
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore the programmed state; refuse a checkpoint saved under another config."""
+        saved = PCMConfig.from_dict(state["config"])
+        differences = self.config.differences(saved)
+        if differences and not getattr(self, "_keep_config_on_load", False):
+            raise ConfigMismatchError(
+                f"{type(self).__name__}: the checkpoint was saved under a different config "
+                f"(model != checkpoint): {'; '.join(differences)}. The model's config is never "
+                "replaced on load; build the model with the checkpoint's config, or load with "
+                "analoglib.load(model, path, config='keep') to keep the model's config."
+            )
+        if differences:
+            log.warning(
+                "%s: keeping the model's config; checkpoint differs in: %s",
+                type(self).__name__,
+                "; ".join(differences),
+            )
+        self.reset_programming()
+        if state["programmed"] is not None:
+            device = self.weight.device
+            for name, value in state["programmed"].items():
+                setattr(self, name, None if value is None else value.to(device))
+            self._t_inference_s = state["t_inference_s"]
+            self._program_seed = state["program_seed"]
+            self._programmed_version = self.weight._version
+        self.set_forward_seed(state["forward_seed"])

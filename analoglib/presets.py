@@ -1,0 +1,151 @@
+"""Versioned configuration presets.
+
+A released preset never changes its values; a changed model gets a new preset name, so that
+published results stay reproducible.
+
+References:
+    Rasch et al. 2023; ``aimc-model.md`` section 3.3 (``StandardHWATrainingPreset``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from analoglib.config import (
+    ClipParameters,
+    DriftCompensationParameters,
+    ForwardParameters,
+    InputRangeParameters,
+    MappingParameters,
+    PCMConfig,
+    PCMNoiseParameters,
+    PrePostParameters,
+    RemapParameters,
+    WeightModifierParameters,
+)
+
+__all__ = ["PRESETS", "get_preset", "ideal", "standard_hwa_2023"]
+
+
+def standard_hwa_2023() -> PCMConfig:
+    """The standard AIMC crossbar model of Rasch et al. 2023 (aihwkit's
+    ``StandardHWATrainingPreset``), every row of its parameter table.
+
+    512-row tiles with equal input splits and no output split, digital bias, column-wise
+    weight normalisation (omega 1) with learned column-wise output scales, fixed clipping at 1
+    and channel-wise remapping, 8-bit DAC over [-1, 1], 8-bit ADC over [-10, 10], output noise
+    0.04, PCM read noise 0.0175, IR drop 1.0 (0.35 Ohm per cross-point at 5 uS), no S-shaped
+    nonlinearity, constant noise management (a no-op) and no bound management, learned input
+    ranges (init 3.0, 100 batches of 3 std, decay 0.001, 95 %), the PCM statistical model
+    (g_max 25 uS, t0 20 s, t_read 250 ns) with global drift compensation, and no weight
+    modifier.
+
+    Returns:
+        A new :class:`~analoglib.config.PCMConfig`.
+
+    References:
+        Rasch et al. 2023; ``aimc-model.md`` section 3.3.
+    """
+    return PCMConfig(
+        forward=ForwardParameters(
+            is_perfect=False,
+            inp_res=254,
+            inp_bound=1.0,
+            out_res=254,
+            out_bound=10.0,
+            out_noise=0.04,
+            w_noise=0.0175,
+            w_noise_type="pcm_read",
+            ir_drop=1.0,
+            ir_drop_g_ratio=1.0 / (0.35 * 5e-6),
+            out_nonlinearity=0.0,
+            slope_calibration=0.0,
+        ),
+        mapping=MappingParameters(
+            max_input_size=512,
+            max_output_size=0,
+            weight_scaling_omega=1.0,
+            weight_scaling_columnwise=True,
+            learn_out_scaling=True,
+            out_scaling_columnwise=True,
+        ),
+        noise_model=PCMNoiseParameters(
+            g_max_uS=25.0,
+            g_min_uS=0.0,
+            t0_s=20.0,
+            t_read_s=250e-9,
+            prog_coeff=(0.26348, 1.9650, -1.1731),
+            prog_coeff_g_max_reference_uS=25.0,
+            prog_noise_scale=1.0,
+            drift_scale=1.0,
+            read_noise_scale=1.0,
+        ),
+        drift_compensation=DriftCompensationParameters(type="global"),
+        modifier=WeightModifierParameters(type="none"),
+        clip=ClipParameters(type="fixed_value", fixed_value=1.0),
+        remap=RemapParameters(type="channelwise_symmetric"),
+        pre_post=PrePostParameters(
+            input_range=InputRangeParameters(
+                enable=True,
+                learn_input_range=True,
+                init_value=3.0,
+                init_from_data=100,
+                init_std_alpha=3.0,
+                decay=0.001,
+                input_min_percentage=0.95,
+                gradient_relative=True,
+                gradient_scale=1.0,
+            )
+        ),
+    )
+
+
+def ideal() -> PCMConfig:
+    """The standard model with every nonideality off.
+
+    Tiling and weight normalisation stay as in :func:`standard_hwa_2023` (so they are exercised),
+    but the forward is perfect (no converters, no input clipping, no noise, no IR drop), PCM
+    noise and drift, weight clipping, input ranges and drift compensation are off: an analog
+    layer under this config reproduces plain PyTorch up to float rounding.
+
+    Returns:
+        A new :class:`~analoglib.config.PCMConfig`.
+    """
+    config = standard_hwa_2023()
+    config.forward = ForwardParameters(
+        is_perfect=True,
+        inp_res=None,
+        out_res=None,
+        out_bound=None,
+        out_noise=0.0,
+        w_noise=0.0,
+        w_noise_type="none",
+        ir_drop=0.0,
+        out_nonlinearity=0.0,
+    )
+    config.noise_model.prog_noise_scale = 0.0
+    config.noise_model.drift_scale = 0.0
+    config.noise_model.read_noise_scale = 0.0
+    config.drift_compensation.type = "none"
+    config.clip.type = "none"
+    config.pre_post.input_range.enable = False
+    return config
+
+
+PRESETS: dict[str, Callable[[], PCMConfig]] = {
+    "standard_hwa_2023": standard_hwa_2023,
+    "ideal": ideal,
+}
+
+
+def get_preset(name: str) -> PCMConfig:
+    """Preset by name.
+
+    Raises:
+        ValueError: If ``name`` is not a known preset.
+    """
+    if name not in PRESETS:
+        raise ValueError(
+            f"preset = {name!r} is not known: expected one of {', '.join(sorted(PRESETS))}."
+        )
+    return PRESETS[name]()

@@ -1,0 +1,195 @@
+"""Seeding, devices, paths, progress bars and result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "PROFILES",
+    "derive_seed",
+    "get_device",
+    "git_sha",
+    "paths",
+    "progress_enabled",
+    "results_path",
+    "seed_everything",
+    "write_results",
+]
+
+PROFILES = ("smoke", "default", "paper")
+
+
+def derive_seed(seed: int, *keys: int | str) -> int:
+    """Independent 63-bit seed for a sub-stream identified by ``keys`` (e.g. a layer index).
+
+    Uses NumPy's ``SeedSequence`` so that nearby seeds and keys give unrelated streams.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise ValueError(f"seed = {seed!r} is not allowed: expected an integer.")
+    words = [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF]
+    for key in keys:
+        words.append(zlib.crc32(key.encode()) if isinstance(key, str) else int(key) & 0xFFFFFFFF)
+    state = np.random.SeedSequence(words).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with ``seed``."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed))
+    return generator
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed ``random``, NumPy and torch (CPU and CUDA).
+
+    Args:
+        seed: The global seed.
+        deterministic: Also ask torch for deterministic algorithms (warn-only mode).
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def get_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when available, else the CPU; other values pass through."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def progress_enabled(progress: bool = True) -> bool:
+    """Whether to show progress bars: ``progress`` and not ``ANALOGLIB_PROGRESS=0``."""
+    return progress and os.environ.get("ANALOGLIB_PROGRESS", "1") != "0"
+
+
+def _find_root() -> Path:
+    env = os.environ.get("ANALOGLIB_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").exists():
+        return here
+    return Path.cwd().resolve()
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """Project paths; notebooks and library code use these, never CWD-relative strings."""
+
+    ROOT: Path
+
+    @property
+    def DATA(self) -> Path:
+        return self.ROOT / "data"
+
+    @property
+    def CACHE(self) -> Path:
+        return self.DATA / "cache"
+
+    @property
+    def FIGURES(self) -> Path:
+        return self.ROOT / "figures"
+
+    @property
+    def BUILD(self) -> Path:
+        return self.ROOT / "build"
+
+    def figures_dir(self, profile: str) -> Path:
+        """Where a profile's figures go: ``figures/`` (default) or ``build/<profile>/figures``."""
+        _check_profile(profile)
+        if profile == "default":
+            return self.FIGURES
+        return self.BUILD / profile / "figures"
+
+
+paths = _Paths(_find_root())
+
+
+def _check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ValueError(
+            f"profile = {profile!r} is not allowed: expected one of {', '.join(PROFILES)}."
+        )
+
+
+def results_path(stem: str, profile: str) -> Path:
+    """``build/results/<profile>/<stem>.json``."""
+    _check_profile(profile)
+    return paths.BUILD / "results" / profile / f"{stem}.json"
+
+
+def git_sha() -> str | None:
+    """Current git commit of the project, or None outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=paths.ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_results(
+    stem: str,
+    profile: str,
+    parameters: dict[str, Any],
+    metrics: dict[str, Any],
+    data_source: str = "offline",
+    device: str | torch.device = "cpu",
+) -> Path:
+    """Write the results JSON of a notebook run (``build/results/<profile>/<stem>.json``).
+
+    The file carries the parameters that made it, the headline metrics, the versions of
+    analoglib and torch, the device and the git commit.
+    """
+    from analoglib import __version__
+
+    path = results_path(stem, profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "stem": stem,
+        "profile": profile,
+        "data_source": data_source,
+        "parameters": _jsonable(parameters),
+        "metrics": _jsonable(metrics),
+        "versions": {"analoglib": __version__, "torch": torch.__version__},
+        "device": str(device),
+        "git_sha": git_sha(),
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
