@@ -516,9 +516,9 @@ _GROUP_TYPES: dict[str, Callable[..., _Group]] = {
 
 @dataclass
 class PCMConfig(_Group):
-    """Complete configuration of the simulated PCM crossbar (the analogue of aihwkit's
-    ``InferenceRPUConfig``).
+    """Complete configuration of the simulated PCM crossbar.
 
+    The analogue of aihwkit's ``InferenceRPUConfig``.
     The defaults are the standard AIMC model of Rasch et al. 2023 (see
     :func:`analoglib.presets.standard_hwa_2023`). Use :meth:`to_dict` / :meth:`from_dict` to
     store a configuration next to results, and :meth:`differences` to compare two of them.

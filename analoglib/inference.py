@@ -174,9 +174,7 @@ def evaluate(
     layers = _layers(model)
     saved = [layer.config.drift_compensation.type for _, layer in layers]
     rows: list[dict[str, Any]] = []
-    bar = tqdm(
-        total=n_reps * len(times), desc="evaluate", disable=not progress_enabled(progress)
-    )
+    bar = tqdm(total=n_reps * len(times), desc="evaluate", disable=not progress_enabled(progress))
     try:
         if drift_compensation is not None:
             for _, layer in layers:
@@ -195,8 +193,7 @@ def evaluate(
                         "rep": rep,
                         "seed": rep_seed,
                         "t_inference_s": t,
-                        "drift_compensation": layers[0][1].config.drift_compensation.type
-                        != "none",
+                        "drift_compensation": layers[0][1].config.drift_compensation.type != "none",
                         **{k: float(v) for k, v in metrics.items()},
                     }
                 )
@@ -243,12 +240,12 @@ def load(
     state = torch.load(path, map_location=map_location, weights_only=False)
     layers = [layer for _, layer in named_analog_layers(model)]
     for layer in layers:
-        layer._keep_config_on_load = config == "keep"
+        layer._keep_config_on_load = config == "keep"  # type: ignore[assignment]
     try:
         model.load_state_dict(state)
     finally:
         for layer in layers:
-            layer._keep_config_on_load = False
+            layer._keep_config_on_load = False  # type: ignore[assignment]
     return model
 
 

@@ -28,9 +28,9 @@ __all__ = ["PRESETS", "get_preset", "ideal", "standard_hwa_2023"]
 
 
 def standard_hwa_2023() -> PCMConfig:
-    """The standard AIMC crossbar model of Rasch et al. 2023 (aihwkit's
-    ``StandardHWATrainingPreset``), every row of its parameter table.
+    """The standard AIMC crossbar model of Rasch et al. 2023, every row of its table.
 
+    This is aihwkit's ``StandardHWATrainingPreset``:
     512-row tiles with equal input splits and no output split, digital bias, column-wise
     weight normalisation (omega 1) with learned column-wise output scales, fixed clipping at 1
     and channel-wise remapping, 8-bit DAC over [-1, 1], 8-bit ADC over [-10, 10], output noise

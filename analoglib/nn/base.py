@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from analoglib.config import PCMConfig
 from analoglib.noise.pcm import PCMNoiseModel
+from analoglib.random import normal
 from analoglib.tiles.mapper import TileMapping
 from analoglib.tiles.tile import analog_mvm, ir_drop_row_weighting
 
@@ -65,7 +66,7 @@ class _InputRange(torch.autograd.Function):
         r = input_range.view(-1, 1, 1)  # (tiles, 1, 1)
         ctx.save_for_backward(x, input_range)
         ctx.options = (decay, min_fraction, relative, scale)
-        return torch.maximum(torch.minimum(x, r), -r) / r
+        return torch.clamp(x, -r, r).div_(r)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -102,6 +103,22 @@ class AnalogLayerBase(nn.Module):
     mapping: TileMapping
     weight: nn.Parameter
     bias: nn.Parameter | None
+    mapping_scales: Tensor  # (tiles, out) digital column scales s
+    out_scales: Tensor  # (tiles, out or 1) learned output scales gamma
+    input_range: Tensor  # (tiles,) input ranges r
+    input_range_batches: Tensor  # () batches used for the data initialisation of r
+    _row_mask: Tensor  # (tiles, 1, rows) rows that exist physically
+    _ir_weighting: Tensor  # (tiles, 1, rows) IR-drop row weighting
+    _ir_scale: Tensor  # (tiles, 1, 1) n / ir_drop_g_ratio
+    _input_index: Tensor  # (tiles_in * rows,) input gather index
+    _out_tile: Tensor  # (out,) output tile of every column
+    _g_prog: Tensor | None  # (2, tiles, out, rows) programmed G+ and G- (uS)
+    _nu: Tensor | None  # (2, tiles, out, rows) drift exponents (float16)
+    _g_scale: Tensor | None  # (tiles, out, 1) conductance per weight unit (uS)
+    _weight_t: Tensor | None  # (tiles, out, rows) weights at the current inference time
+    _gdc_baseline: Tensor | None  # (tiles, tiles_out) read-out right after programming
+    _gdc_alpha: Tensor | None  # (tiles, out) drift-compensation factors
+    _keep_config_on_load: bool = False
 
     def _init_analog(
         self,
@@ -177,7 +194,9 @@ class AnalogLayerBase(nn.Module):
         )
         ir_scale = rows_used.to(weight.dtype) / self.config.forward.ir_drop_g_ratio
         self.register_buffer("_ir_scale", ir_scale.view(-1, 1, 1), persistent=False)
-        self.register_buffer("_input_index", m.input_gather_index().to(weight.device), persistent=False)
+        self.register_buffer(
+            "_input_index", m.input_gather_index().to(weight.device), persistent=False
+        )
         self.register_buffer("_out_tile", m.output_tile_index().to(weight.device), persistent=False)
 
         # Programmed state (carried in the extra state, see get_extra_state).
@@ -240,7 +259,7 @@ class AnalogLayerBase(nn.Module):
 
     def reference_tiles(self) -> Tensor:
         """Normalised reference weights in the stacked tile layout ``(tiles, out, rows)``."""
-        return self.mapping.to_tiles(self._matrices(self.weight))
+        return self.mapping.to_tiles(self._matrices(self.weight), self._input_index)
 
     def digital_weight(self) -> Tensor:
         """Digital weight of native shape equivalent to the reference (unprogrammed) weights."""
@@ -262,9 +281,7 @@ class AnalogLayerBase(nn.Module):
                 wmax = torch.full_like(tiles[:, :1, :1], modifier.assumed_wmax)
             noisy = tiles.detach().clone()
             if modifier.type != "none":
-                noise = torch.randn(
-                    tiles.shape, generator=generator, device=tiles.device, dtype=tiles.dtype
-                )
+                noise = normal(tiles.shape, generator, tiles.device, tiles.dtype)
                 noise.mul_(wmax * modifier.std_dev)
                 if modifier.type == "mult_normal":
                     noise.mul_(noisy)
@@ -348,7 +365,8 @@ class AnalogLayerBase(nn.Module):
         Raises:
             ValueError: If ``x`` holds NaN or infinite values.
         """
-        if not torch.isfinite(x).all():
+        # One pass: a non-finite sum flags NaN/inf (or an overflow, confirmed by the exact test).
+        if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
             raise ValueError(
                 f"{type(self).__name__}: the input holds NaN or infinite values; analog layers "
                 "accept finite inputs only."
@@ -371,8 +389,9 @@ class AnalogLayerBase(nn.Module):
             z = z * scale
         else:
             z.mul_(scale)
-        # (groups, tiles_in, batch, out) -> sum over tiles_in -> (batch, groups, out)
-        y = z.reshape(m.groups, m.tiles_in, batch, m.out_features).sum(dim=1)
+        # (groups, tiles_in, batch, out) -> digital sum over tiles_in -> (batch, groups, out)
+        y = z.reshape(m.groups, m.tiles_in, batch, m.out_features)
+        y = y.sum(dim=1) if m.tiles_in > 1 else y[:, 0]
         return y.transpose(0, 1).reshape(batch, m.groups * m.out_features)
 
     # -- programming and drift ------------------------------------------------------------------
@@ -450,8 +469,10 @@ class AnalogLayerBase(nn.Module):
         References:
             ``aimc-model.md`` sections 5.3, 5.4, 6, 7.
         """
-        if not isinstance(t_inference_s, (int, float)) or not math.isfinite(t_inference_s) or (
-            t_inference_s < 0
+        if (
+            not isinstance(t_inference_s, (int, float))
+            or not math.isfinite(t_inference_s)
+            or (t_inference_s < 0)
         ):
             raise ValueError(
                 f"t_inference_s = {t_inference_s!r} is not allowed: expected a finite time >= 0 s."
@@ -468,7 +489,8 @@ class AnalogLayerBase(nn.Module):
         g_minus = self.noise_model.apply_drift_noise(
             self._g_prog[1], self._nu[1], float(t_inference_s), generator
         )
-        self._weight_t = g_plus.sub_(g_minus).div_(self._g_scale).mul_(self._row_mask)
+        # Padded rows hold g_prog = 0, which drift and read noise keep at 0.
+        self._weight_t = g_plus.sub_(g_minus).div_(self._g_scale)
         self._t_inference_s = float(t_inference_s)
         if self._gdc_baseline is not None:
             readout = self._gdc_readout(self._weight_t, generator)
@@ -489,7 +511,14 @@ class AnalogLayerBase(nn.Module):
         if self.is_programmed:
             programmed = {
                 name: getattr(self, name)
-                for name in ("_g_prog", "_nu", "_g_scale", "_weight_t", "_gdc_baseline", "_gdc_alpha")
+                for name in (
+                    "_g_prog",
+                    "_nu",
+                    "_g_scale",
+                    "_weight_t",
+                    "_gdc_baseline",
+                    "_gdc_alpha",
+                )
             }
         return {
             "config": self.config.to_dict(),

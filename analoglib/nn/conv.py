@@ -11,6 +11,8 @@ References:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -25,7 +27,15 @@ class _AnalogConvNd(AnalogLayerBase):
     """Shared implementation; the spatial dimension count is ``_spatial`` (1 or 2)."""
 
     _spatial = 2
-    _digital_type: type[nn.Module] = nn.Conv2d
+    _digital_type: type[nn.Conv1d] | type[nn.Conv2d] = nn.Conv2d
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: str | tuple[int, ...]
+    padding_mode: str
+    groups: int
 
     @classmethod
     def from_digital(cls, module: nn.Module, config: PCMConfig) -> _AnalogConvNd:
@@ -47,22 +57,21 @@ class _AnalogConvNd(AnalogLayerBase):
 
     def to_digital(self) -> nn.Module:
         """Equivalent digital convolution with the reference (unprogrammed) weights."""
-        module = self._digital_type(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            bias=self.bias is not None,
-            padding_mode=self.padding_mode,
-            device=self.weight.device,
-            dtype=self.weight.dtype,
-        )
+        options: dict[str, Any] = {
+            "kernel_size": self.kernel_size,
+            "stride": self.stride,
+            "padding": self.padding,
+            "dilation": self.dilation,
+            "groups": self.groups,
+            "bias": self.bias is not None,
+            "padding_mode": self.padding_mode,
+            "device": self.weight.device,
+            "dtype": self.weight.dtype,
+        }
+        module = self._digital_type(self.in_channels, self.out_channels, **options)
         with torch.no_grad():
             module.weight.copy_(self.digital_weight())
-            if self.bias is not None:
+            if self.bias is not None and module.bias is not None:
                 module.bias.copy_(self.bias)
         module.train(self.training)
         return module
@@ -77,7 +86,7 @@ class _AnalogConvNd(AnalogLayerBase):
                 total = self.dilation[dim] * (self.kernel_size[dim] - 1)
                 left, right = total // 2, total - total // 2
             else:
-                left = right = self.padding[dim]  # type: ignore[index]
+                left = right = int(self.padding[dim])
             pads += [left, right]
         return pads
 
@@ -96,7 +105,11 @@ class _AnalogConvNd(AnalogLayerBase):
             x = F.pad(x, pads, mode=mode)
         if self._spatial == 1:  # treat (batch, C, L) as (batch, C, 1, L)
             x = x.unsqueeze(2)
-            kernel, dilation, stride = (1, *self.kernel_size), (1, *self.dilation), (1, *self.stride)
+            kernel, dilation, stride = (
+                (1, *self.kernel_size),
+                (1, *self.dilation),
+                (1, *self.stride),
+            )
         else:
             kernel, dilation, stride = self.kernel_size, self.dilation, self.stride
         batch = x.shape[0]
@@ -109,8 +122,10 @@ class _AnalogConvNd(AnalogLayerBase):
         if self.bias is not None:
             y = y + self.bias
         y = y.reshape(batch, n_patches, self.out_channels).transpose(1, 2)
-        shape = (batch, self.out_channels, out_w) if self._spatial == 1 else (
-            batch, self.out_channels, out_h, out_w
+        shape = (
+            (batch, self.out_channels, out_w)
+            if self._spatial == 1
+            else (batch, self.out_channels, out_h, out_w)
         )
         y = y.reshape(shape)
         return y.squeeze(0) if unbatched else y

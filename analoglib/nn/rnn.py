@@ -35,7 +35,7 @@ class _AnalogRNNBase(nn.Module):
     """Shared implementation of the analog LSTM and GRU."""
 
     _gates = 4
-    _digital_type: type[nn.RNNBase] = nn.LSTM
+    _digital_type: type[nn.LSTM] | type[nn.GRU] = nn.LSTM
 
     def __init__(self, module: nn.RNNBase, config: PCMConfig) -> None:
         super().__init__()
@@ -68,7 +68,7 @@ class _AnalogRNNBase(nn.Module):
 
     def to_digital(self) -> nn.RNNBase:
         """Equivalent digital LSTM/GRU with the reference (unprogrammed) weights."""
-        weight = self.cells[f"ih_l0"].weight
+        weight = self.cells["ih_l0"].weight
         module = self._digital_type(
             self.input_size,
             self.hidden_size,
@@ -93,7 +93,9 @@ class _AnalogRNNBase(nn.Module):
         module.train(self.training)
         return module
 
-    def _cell(self, x_proj: Tensor, h: Tensor, c: Tensor | None, hh: nn.Module) -> tuple[Tensor, Tensor | None]:
+    def _cell(
+        self, x_proj: Tensor, h: Tensor, c: Tensor | None, hh: nn.Module
+    ) -> tuple[Tensor, Tensor | None]:
         raise NotImplementedError
 
     def forward(

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from analoglib.config import PCMNoiseParameters
+from analoglib.random import normal
 
 __all__ = ["PCMNoiseModel"]
 
@@ -77,24 +78,48 @@ class PCMNoiseModel:
 
     # -- statistics (deterministic) ---------------------------------------------------------
     def prog_noise_std(self, g_target_uS: Tensor) -> Tensor:
-        """Programming-noise standard deviation sigma_prog(g_T) in uS (before the scale knob)."""
+        """Programming-noise standard deviation sigma_prog(g_T) in uS (before the scale knob).
+
+        ``sigma = (c0 + c1 g + c2 g^2) * g_max / g_max_ref`` with ``g = g_T / g_max``.
+        """
+        return self._prog_sigma(g_target_uS, 1.0)
+
+    def _prog_sigma(self, g_target_uS: Tensor, scale: float) -> Tensor:
+        # The polynomial in g_T (uS) with every constant folded in: one allocation, 4 passes.
         p = self.params
         c0, c1, c2 = p.prog_coeff
-        g_rel = g_target_uS / p.g_max_uS
-        sigma = c0 + c1 * g_rel + c2 * g_rel * g_rel
-        return sigma * (p.g_max_uS / p.prog_coeff_g_max_reference_uS)
+        k = scale * p.g_max_uS / p.prog_coeff_g_max_reference_uS
+        a1, a2 = c1 * k / p.g_max_uS, c2 * k / p.g_max_uS**2
+        return g_target_uS.mul(a2).add_(a1).mul_(g_target_uS).add_(c0 * k)
 
     def drift_nu_mean_std(self, g_target_uS: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and spread of the drift exponent for a target conductance (clipped)."""
-        g_rel = (g_target_uS.abs() / self.params.g_max_uS).clamp(min=_G_REL_FLOOR).log()
-        mean = (_NU_MEAN[0] * g_rel + _NU_MEAN[1]).clamp(_NU_MEAN[2], _NU_MEAN[3])
-        std = (_NU_STD[0] * g_rel + _NU_STD[1]).clamp(_NU_STD[2], _NU_STD[3])
-        return mean, std
+        """Mean and spread of the drift exponent for target conductances >= 0 (clipped).
+
+        ``mu = clip(-0.0155 ln g + 0.0244, 0.049, 0.1)``,
+        ``sigma = clip(-0.0125 ln g - 0.0059, 0.008, 0.045)``, ``g = max(g_T / g_max, 1e-7)``.
+        """
+        g_max = self.params.g_max_uS
+        # ln(g_T / g_max) = ln(g_T) - ln(g_max): fold the division into the offsets.
+        log_g = g_target_uS.clamp(min=_G_REL_FLOOR * g_max).log_()
+        log_g_max = math.log(g_max)
+        mean = log_g.mul(_NU_MEAN[0]).add_(_NU_MEAN[1] - _NU_MEAN[0] * log_g_max)
+        mean.clamp_(_NU_MEAN[2], _NU_MEAN[3])
+        std = log_g.mul_(_NU_STD[0]).add_(_NU_STD[1] - _NU_STD[0] * log_g_max)
+        return mean, std.clamp_(_NU_STD[2], _NU_STD[3])
 
     def read_noise_qs(self, g_prog_uS: Tensor) -> Tensor:
-        """1/f read-noise coefficient Q_s of a programmed conductance."""
-        g_rel = g_prog_uS.abs() / self.params.g_max_uS
-        return (_QS_COEFF / g_rel.pow(_QS_EXPONENT).clamp(min=_QS_FLOOR)).clamp(max=_QS_MAX)
+        """1/f read-noise coefficient ``Q_s = min(0.0088 / max(g^0.65, 1e-3), 0.2)``, g = g/g_max.
+
+        Args:
+            g_prog_uS: Programmed conductances (uS), >= 0.
+        """
+        return self._qs(g_prog_uS, 1.0)
+
+    def _qs(self, g_prog_uS: Tensor, scale: float) -> Tensor:
+        # 0.0088 / max(g^0.65, 1e-3) capped at 0.2 equals min(0.0088 g^-0.65, 0.2) because
+        # 0.0088 / 1e-3 > 0.2; g = 0 gives inf, capped to 0.2. Constants folded: 3 passes.
+        factor = _QS_COEFF * self.params.g_max_uS**_QS_EXPONENT * scale
+        return g_prog_uS.pow(-_QS_EXPONENT).mul_(factor).clamp_(max=_QS_MAX * scale)
 
     def read_noise_time_factor(self, t_inference_s: float) -> float:
         """sqrt(ln((t + t_read) / (2 t_read))) with t = t_inference + t0."""
@@ -111,23 +136,18 @@ class PCMNoiseModel:
     # -- random draws -----------------------------------------------------------------------
     def apply_programming_noise(self, g_target_uS: Tensor, generator: torch.Generator) -> Tensor:
         """Programmed conductance ``max(0, g_T + scale * sigma_prog(g_T) * xi)`` in uS."""
-        noise = torch.randn(
-            g_target_uS.shape, generator=generator, device=g_target_uS.device,
-            dtype=g_target_uS.dtype,
-        )
-        sigma = self.prog_noise_std(g_target_uS).mul_(self.params.prog_noise_scale)
-        return noise.mul_(sigma).add_(g_target_uS).clamp_(min=0.0)
+        noise = normal(g_target_uS.shape, generator, g_target_uS.device, g_target_uS.dtype)
+        sigma = self._prog_sigma(g_target_uS, self.params.prog_noise_scale)
+        return torch.addcmul(g_target_uS, noise, sigma).clamp_(min=0.0)
 
     def generate_drift_coefficients(
         self, g_target_uS: Tensor, generator: torch.Generator
     ) -> Tensor:
         """Drift exponents ``nu = |mu(g_T) + sigma(g_T) * xi| * drift_scale`` (one per device)."""
-        noise = torch.randn(
-            g_target_uS.shape, generator=generator, device=g_target_uS.device,
-            dtype=g_target_uS.dtype,
-        )
+        noise = normal(g_target_uS.shape, generator, g_target_uS.device, g_target_uS.dtype)
         mean, std = self.drift_nu_mean_std(g_target_uS)
-        return noise.mul_(std).add_(mean).abs_().mul_(self.params.drift_scale)
+        nu = mean.addcmul_(noise, std).abs_()
+        return nu if self.params.drift_scale == 1.0 else nu.mul_(self.params.drift_scale)
 
     def apply_drift_noise(
         self,
@@ -143,7 +163,7 @@ class PCMNoiseModel:
         t_read) / (2 t_read))) * xi)``.
 
         Args:
-            g_prog_uS: Programmed conductances (uS).
+            g_prog_uS: Programmed conductances (uS), >= 0.
             nu: Drift exponents, same shape (any float dtype).
             t_inference_s: Seconds after programming, >= 0.
             generator: Source of the read-noise draw.
@@ -156,14 +176,15 @@ class PCMNoiseModel:
                 f"t_inference_s = {t_inference_s!r} is not allowed: expected a finite time >= 0 s."
             )
         log_t = self.drift_time_log(t_inference_s)
-        g = g_prog_uS * nu.to(g_prog_uS.dtype).mul(-log_t).exp_() if log_t > 0 else g_prog_uS.clone()
+        if log_t > 0:
+            g = nu.to(g_prog_uS.dtype, copy=True).mul_(-log_t).exp_().mul_(g_prog_uS)
+        else:
+            g = g_prog_uS.clone()
         scale = self.params.read_noise_scale * self.read_noise_time_factor(t_inference_s)
         if scale > 0:
-            noise = torch.randn(
-                g.shape, generator=generator, device=g.device, dtype=g.dtype
-            )
-            noise.mul_(self.read_noise_qs(g_prog_uS)).mul_(g.abs()).mul_(scale)
-            g.add_(noise).clamp_(min=0.0)
+            # g >= 0 here, so g + |g| * q * xi = g * (1 + q * xi).
+            noise = normal(g.shape, generator, g.device, g.dtype)
+            g.mul_(noise.mul_(self._qs(g_prog_uS, scale)).add_(1.0)).clamp_(min=0.0)
         return g
 
     def apply_noise(

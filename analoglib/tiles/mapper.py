@@ -144,11 +144,11 @@ class TileMapping:
             A ``(tiles_in * rows,)`` long tensor; padded positions point at ``in_features``
             (an appended zero column).
         """
-        index = torch.full((self.tiles_in, self.rows), self.in_features, dtype=torch.long)
-        start = 0
-        for t, size in enumerate(self.in_sizes):
-            index[t, :size] = torch.arange(start, start + size)
-            start += size
+        sizes = torch.tensor(self.in_sizes, dtype=torch.long)
+        starts = torch.cumsum(sizes, 0) - sizes  # (tiles_in,)
+        j = torch.arange(self.rows)
+        index = starts[:, None] + j[None, :]  # (tiles_in, rows)
+        index = torch.where(j[None, :] < sizes[:, None], index, self.in_features)
         return index.reshape(-1)
 
     def row_counts(self) -> Tensor:
@@ -166,21 +166,28 @@ class TileMapping:
             torch.arange(self.tiles_out), torch.tensor(self.out_sizes, dtype=torch.long)
         )
 
-    def to_tiles(self, matrix: Tensor) -> Tensor:
-        """Lay out ``(groups, out, in)`` matrices as ``(groups * tiles_in, out, rows)``."""
+    def to_tiles(self, matrix: Tensor, index: Tensor | None = None) -> Tensor:
+        """Lay out ``(groups, out, in)`` matrices as ``(groups * tiles_in, out, rows)``.
+
+        Args:
+            matrix: The weights of every group.
+            index: :meth:`input_gather_index` on ``matrix.device`` (pass a cached copy in hot
+                paths; it is only needed when the tiles are padded).
+        """
         groups, out, _ = matrix.shape
         if not self.is_padded:
             # (groups, out, tiles_in, rows) -> (groups, tiles_in, out, rows)
             tiled = matrix.reshape(groups, out, self.tiles_in, self.rows).transpose(1, 2)
         else:
             padded = torch.nn.functional.pad(matrix, (0, 1))  # zero column at index in_features
-            index = self.input_gather_index().to(matrix.device)
+            if index is None:
+                index = self.input_gather_index().to(matrix.device)
             tiled = padded[..., index].reshape(groups, out, self.tiles_in, self.rows)
             tiled = tiled.transpose(1, 2)
         return tiled.reshape(self.n_stacked, out, self.rows)
 
     def from_tiles(self, tiled: Tensor) -> Tensor:
-        """Inverse of :meth:`to_tiles`: ``(groups * tiles_in, out, rows)`` -> ``(groups, out, in)``."""
+        """Inverse of :meth:`to_tiles`: ``(tiles, out, rows)`` -> ``(groups, out, in)``."""
         out = tiled.shape[1]
         blocks = tiled.reshape(self.groups, self.tiles_in, out, self.rows).transpose(1, 2)
         flat = blocks.reshape(self.groups, out, self.tiles_in * self.rows)
@@ -196,7 +203,7 @@ class TileMapping:
         )
 
     def expand_to_weights(self, per_tile_column: Tensor) -> Tensor:
-        """Broadcast a ``(groups * tiles_in, out)`` quantity onto the ``(groups, out, in)`` weights."""
+        """Broadcast a ``(tiles, out)`` quantity onto the ``(groups, out, in)`` weights."""
         values = per_tile_column.reshape(self.groups, self.tiles_in, -1)
         index = self.column_tiles().to(values.device)
         # (groups, in, out) -> (groups, out, in)

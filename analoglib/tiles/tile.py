@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from analoglib.config import ForwardParameters, quantization_step
+from analoglib.random import normal
 
 __all__ = ["analog_mvm", "ir_drop_row_weighting", "quantize", "s_nonlinearity"]
 
@@ -104,16 +105,17 @@ def _mvm_forward(
     if x is not None:  # one-hot inputs (x is None) of amplitude 1 are exact DAC levels
         inp_step = quantization_step(forward.inp_res, forward.inp_bound)
         x = quantize(x.clone(), inp_step, forward.inp_bound)
-    use_ir = forward.ir_drop > 0 and ir_weighting is not None and ir_scale is not None
+    row_weighting = ir_weighting if forward.ir_drop > 0 and ir_scale is not None else None
+    use_ir = row_weighting is not None
     pcm_read = forward.w_noise > 0 and forward.w_noise_type == "pcm_read"
 
     # Signed products: W x and, for IR drop, W x' with x' = x * row weighting.
     if one_hot:  # x is the identity: the products are the weights themselves
-        z = weight.transpose(1, 2).clone(memory_format=torch.contiguous_format)  # (tiles, rows, out)
-        z_ir = (weight * ir_weighting).transpose(1, 2) if use_ir else None
-    elif use_ir:
+        z = weight.transpose(1, 2).clone(memory_format=torch.contiguous_format)
+        z_ir = (weight * row_weighting).transpose(1, 2) if row_weighting is not None else None
+    elif row_weighting is not None:
         assert x is not None
-        signed = torch.bmm(torch.cat([x, x * ir_weighting], dim=1), weight.transpose(1, 2))
+        signed = torch.bmm(torch.cat([x, x * row_weighting], dim=1), weight.transpose(1, 2))
         z, z_ir = signed[:, :batch], signed[:, batch:]
     else:
         assert x is not None
@@ -135,15 +137,18 @@ def _mvm_forward(
 
     if use_ir:
         assert abs_x_prod is not None and z_ir is not None and ir_scale is not None
-        a = abs_x_prod * ir_scale  # (tiles, batch, out), ir_scale = n / G per tile
+        # a = (n / G) sum_j |W_ij||x_j|; c(a) = a (a (0.05 a - 0.2) + 0.5). In one-hot mode
+        # abs_x_prod is shared with x2_prod, so it must not be overwritten.
+        a = abs_x_prod.mul(ir_scale) if one_hot else abs_x_prod.mul_(ir_scale)
         c = a.mul(_IR_C3).add_(_IR_C2).mul_(a).add_(_IR_C1).mul_(a)
-        z = z - c.mul_(z_ir).mul_(forward.ir_drop)
+        z.addcmul_(c, z_ir, value=-forward.ir_drop)
 
-    # Output-referred noise variances.
+    # Output-referred noise variances (fresh tensors, so they can be overwritten).
     weight_var: Tensor | float = 0.0
     if pcm_read:
         assert x2_prod is not None
-        weight_var = x2_prod * forward.w_noise**2
+        w2 = forward.w_noise**2
+        weight_var = x2_prod.mul(w2) if one_hot else x2_prod.mul_(w2)
     elif forward.w_noise > 0 and forward.w_noise_type == "additive_constant":
         squared_norm = weight.new_ones(()) if x is None else (x * x).sum(dim=2, keepdim=True)
         weight_var = squared_norm * forward.w_noise**2
@@ -153,6 +158,8 @@ def _mvm_forward(
         z = _add_gaussian(z, weight_var, generator)
         z = s_nonlinearity(z, forward)
         z = _add_gaussian(z, out_var, generator)
+    elif isinstance(weight_var, Tensor):
+        z = _add_gaussian(z, weight_var.add_(out_var), generator)
     else:
         z = _add_gaussian(z, weight_var + out_var, generator)
     out_step = quantization_step(forward.out_res, forward.out_bound or 1.0)
@@ -162,15 +169,18 @@ def _mvm_forward(
 def _add_gaussian(
     values: Tensor, variance: Tensor | float, generator: torch.Generator | None
 ) -> Tensor:
-    """Add zero-mean Gaussian noise of the given (fresh, overwritten) variance in place."""
+    """Add zero-mean Gaussian noise of the given variance to ``values`` in place.
+
+    A tensor ``variance`` must be a fresh tensor: it is overwritten by its square root.
+    """
+    if isinstance(variance, float) and variance == 0.0:
+        return values
+    if generator is None:
+        raise ValueError("a noisy tile forward needs a torch.Generator (generator=None given).")
+    noise = normal(values.shape, generator, values.device, values.dtype)
     if isinstance(variance, float):
-        if variance == 0.0:
-            return values
-        std: Tensor | float = variance**0.5
-    else:
-        std = variance.sqrt_()
-    noise = torch.randn(values.shape, generator=generator, device=values.device, dtype=values.dtype)
-    return values.add_(noise.mul_(std))
+        return values.add_(noise, alpha=variance**0.5)
+    return values.addcmul_(noise, variance.sqrt_())
 
 
 class _AnalogMVM(torch.autograd.Function):

@@ -1,0 +1,98 @@
+"""Analog forward cost as a ratio to plain ``torch.nn.Linear`` on the same input, same run.
+
+Shapes (batch x in -> out): 64x512->512, 256x768->3072, 256x3072->768. Two configs: the full
+standard model (``standard_hwa_2023``, programmed and drifted to 1 h) and I/O only (DAC and
+ADC quantisation plus output noise). Targets: full model <= 4x, I/O only <= 1.5x.
+
+Run: ``python benchmarks/bench_forward.py [--threads N] [--repeats R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import analoglib as al
+
+SHAPES = [(64, 512, 512), (256, 768, 3072), (256, 3072, 768)]
+
+
+def io_only() -> al.PCMConfig:
+    """Standard model with only DAC/ADC quantisation and output noise left on."""
+    config = al.presets.standard_hwa_2023()
+    config.forward.w_noise = 0.0
+    config.forward.w_noise_type = "none"
+    config.forward.ir_drop = 0.0
+    config.noise_model.prog_noise_scale = 0.0
+    config.noise_model.drift_scale = 0.0
+    config.noise_model.read_noise_scale = 0.0
+    config.drift_compensation.type = "none"
+    return config
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median of ``repeats`` timings after two warm-up calls (seconds)."""
+    fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads, 0 keeps default")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
+    header = ("shape", "config", "linear ms", "analog ms", "ratio", "target")
+    print("{:>18} {:>9} {:>10} {:>10} {:>6} {:>6}".format(*header))
+    torch.manual_seed(0)
+    for batch, n_in, n_out in SHAPES:
+        linear = nn.Linear(n_in, n_out, device=device).eval()
+        x = torch.randn(batch, n_in, device=device)
+        for name, config, target in (
+            ("standard", al.presets.standard_hwa_2023(), 4.0),
+            ("io_only", io_only(), 1.5),
+        ):
+            analog = al.convert_to_analog(linear, config)
+            al.program(analog, seed=0)
+            al.drift(analog, 3600.0, seed=1)
+
+            def run_linear(module: nn.Module = linear, x: torch.Tensor = x) -> None:
+                with torch.no_grad():
+                    module(x)
+                sync()
+
+            def run_analog(module: nn.Module = analog, x: torch.Tensor = x) -> None:
+                with torch.no_grad():
+                    module(x)
+                sync()
+
+            # Interleave to share thermal/frequency conditions between the two.
+            t_linear = best_time(run_linear, args.repeats)
+            t_analog = best_time(run_analog, args.repeats)
+            t_linear = min(t_linear, best_time(run_linear, args.repeats))
+            ratio = t_analog / t_linear
+            shape = f"{batch}x{n_in}->{n_out}"
+            print(
+                f"{shape:>18} {name:>9} {t_linear * 1e3:10.3f} {t_analog * 1e3:10.3f} "
+                f"{ratio:6.2f} {target:6.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
