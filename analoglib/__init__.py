@@ -9,7 +9,18 @@ References:
 
 __version__ = "0.1.0"
 
-from analoglib import config, metrics, noise, presets, tiles  # noqa: E402
+from analoglib import (  # noqa: E402
+    config,
+    data,
+    metrics,
+    models,
+    noise,
+    plotting,
+    presets,
+    tiles,
+    training,
+    utils,
+)
 from analoglib.config import PCMConfig  # noqa: E402
 from analoglib.inference import (  # noqa: E402
     drift,
@@ -38,17 +49,20 @@ __all__ = [
     "config",
     "convert_to_analog",
     "convert_to_digital",
+    "data",
     "drift",
     "drift_analog_weights",
     "evaluate",
     "get_device",
     "load",
     "metrics",
+    "models",
     "mvm_error",
     "named_analog_layers",
     "noise",
     "normalized_accuracy",
     "paths",
+    "plotting",
     "presets",
     "program",
     "program_analog_weights",
@@ -58,4 +72,6 @@ __all__ = [
     "set_forward_seed",
     "summary",
     "tiles",
+    "training",
+    "utils",
 ]

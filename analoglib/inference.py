@@ -12,6 +12,7 @@ References:
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,13 +52,15 @@ def _layers(model: nn.Module) -> list[tuple[str, AnalogLayerBase]]:
 
 
 def _check_seed(seed: Any) -> int:
-    if not isinstance(seed, int) or isinstance(seed, bool):
+    # numbers.Integral also admits NumPy integers (e.g. seeds taken from np.arange).
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise ValueError(f"seed = {seed!r} is not allowed: expected an integer.")
-    return seed
+    return int(seed)
 
 
 def _check_time(t_inference_s: Any) -> float:
-    ok = isinstance(t_inference_s, (int, float)) and not isinstance(t_inference_s, bool)
+    # numbers.Real also admits NumPy scalars (e.g. times taken from np.array([1, 3600])).
+    ok = isinstance(t_inference_s, numbers.Real) and not isinstance(t_inference_s, bool)
     if not ok or not math.isfinite(t_inference_s) or t_inference_s < 0:
         raise ValueError(
             f"t_inference_s = {t_inference_s!r} is not allowed: expected a finite time >= 0 s."

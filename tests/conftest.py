@@ -21,6 +21,18 @@ for _name, _value in {
     os.environ.setdefault(_name, _value)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, one intra-op thread per worker process.
+
+    Two workers with two torch threads each oversubscribe a 2-core machine, and OpenMP
+    spin-waits then make the suite several times slower.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def _cuda_available() -> bool:
     import torch  # imported lazily: only runs that select `gpu` tests pay for it
 

@@ -312,7 +312,12 @@ class AnalogLayerBase(nn.Module):
             with torch.no_grad():  # running mean of init_std_alpha * std(x) per tile
                 k = float(self.input_range_batches)
                 std = x.detach().std(dim=(1, 2)).clamp(min=1e-6)
-                self.input_range.mul_(k).add_(ranges.init_std_alpha * std).div_(k + 1)
+                # Out of place, swapped in through .data (as aihwkit does): an in-place update
+                # would bump the version of r saved for backward by an earlier call of this layer
+                # in the same forward (RNN cells, shared layers) and break backward.
+                self.input_range.data = (self.input_range * k + ranges.init_std_alpha * std) / (
+                    k + 1
+                )
                 self.input_range_batches += 1
         decay = ranges.decay if self.training else 0.0
         out: Tensor = _InputRange.apply(

@@ -36,8 +36,19 @@ CONVERSION_MAP: dict[type[nn.Module], type[nn.Module]] = {
     nn.LSTM: AnalogLSTM,
     nn.GRU: AnalogGRU,
 }
-# Weight-bearing layers that stay digital (a warning names them).
-_UNSUPPORTED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.RNN)
+# Weight-bearing layers that stay digital, children included (a warning names them).
+# nn.MultiheadAttention reads out_proj.weight directly (F.multi_head_attention_forward), and
+# nn.TransformerEncoderLayer's eval fast path reads linear1/linear2.weight directly: converted
+# children would be bypassed with their normalised weights.
+_UNSUPPORTED = (
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.RNN,
+    nn.MultiheadAttention,
+    nn.TransformerEncoderLayer,
+)
 _ANALOG_TYPES = (AnalogLayerBase, _AnalogRNNBase)
 
 
@@ -77,6 +88,8 @@ def convert_to_analog(
     ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``, ``nn.LSTM`` and ``nn.GRU`` (and subclasses)
     become analog; everything else (embeddings, normalisation, attention softmax, activations)
     stays digital, which is how Hugging Face encoders such as BERT and RoBERTa are converted.
+    ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` stay digital as a whole (with a
+    warning): they read their linear children's weights directly instead of calling them.
     The original model is not modified.
 
     Args:
@@ -127,6 +140,7 @@ def convert_to_analog(
             return analog.from_digital(module, config)  # type: ignore[attr-defined,no-any-return]
         if isinstance(module, _UNSUPPORTED):
             left_digital.append(f"{prefix or '<root>'} ({type(module).__name__})")
+            return module
         for child_name, child in list(module.named_children()):
             qualified = f"{prefix}.{child_name}" if prefix else child_name
             setattr(module, child_name, convert(child, qualified))

@@ -88,7 +88,8 @@ def s_nonlinearity(z: Tensor, forward: ForwardParameters) -> Tensor:
     assert forward.out_bound is not None  # guaranteed by config validation
     n = forward.out_nonlinearity / forward.out_bound
     f = 1.0 + n * forward.slope_calibration * forward.out_bound
-    return z.mul_(f * f).div_(z.abs().mul(n).add_(1.0))
+    denominator = z.abs().mul_(n).add_(1.0)  # before z is scaled in place by f^2
+    return z.mul_(f * f).div_(denominator)
 
 
 def _mvm_forward(

@@ -1,0 +1,316 @@
+"""Figure style, figure files and the domain plots of the notebooks.
+
+Notebooks never set rcParams and never call ``fig.savefig``: they apply the packaged style with
+:func:`use_paper_style`, draw with the functions here and write files with :func:`savefig`,
+which controls names, formats and metadata (conventions sections 12 and 14).
+
+Figure sizes follow the usual journal columns: :data:`SINGLE_COLUMN_IN` (3.5 in) and
+:data:`DOUBLE_COLUMN_IN` (7.16 in) wide, 8-9 pt fonts, constrained layout and seaborn's
+colour-blind-safe ``colorblind`` palette (written into ``styles/paper.mplstyle``).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullLocator
+
+from analoglib.utils import paths
+
+__all__ = [
+    "DOUBLE_COLUMN_IN",
+    "SINGLE_COLUMN_IN",
+    "STYLE_PATH",
+    "TIME_TICKS_S",
+    "PaperStyle",
+    "format_time_axis",
+    "plot_metric_vs_time",
+    "savefig",
+    "subplots",
+    "use_paper_style",
+]
+
+#: The packaged Matplotlib style file.
+STYLE_PATH = Path(__file__).resolve().parent / "styles" / "paper.mplstyle"
+#: Width of a single-column figure (in).
+SINGLE_COLUMN_IN = 3.5
+#: Width of a double-column figure (in).
+DOUBLE_COLUMN_IN = 7.16
+#: Default height of a figure (in): 3.5 x 2.5 in, as d2l's default.
+DEFAULT_HEIGHT_IN = 2.5
+#: Labelled ticks of a time axis (s): 1 s, 1 min, 1 h, 1 d, 1 mo (30 d), 1 y (365 d).
+TIME_TICKS_S: dict[float, str] = {
+    1.0: "1 s",
+    60.0: "1 min",
+    3600.0: "1 h",
+    86400.0: "1 d",
+    2592000.0: "1 mo",
+    31536000.0: "1 y",
+}
+#: Figure names: ``NN_<slug>__<panel>`` (conventions section 12).
+FIGURE_NAME_RE = re.compile(r"^\d\d_[a-z0-9]+(?:_[a-z0-9]+)*__[a-z0-9]+(?:_[a-z0-9]+)*$")
+# Metadata that would otherwise change with every run or Matplotlib version.
+_PNG_METADATA: dict[str, Any] = {"Software": None}
+_PDF_METADATA: dict[str, Any] = {"Creator": None, "Producer": None, "CreationDate": None}
+# Legend labels of the drift-compensation column written by analoglib.evaluate.
+_GDC_LABELS = {True: "with GDC", False: "without GDC"}
+
+
+class PaperStyle:
+    """The packaged paper style, applied on construction (see :func:`use_paper_style`).
+
+    Used as a context manager it restores the previous rcParams on exit; used as a plain call
+    the style stays applied.
+    """
+
+    def __init__(self) -> None:
+        saved = dict(mpl.rcParams.copy())
+        saved.pop("backend", None)  # never switch backends when restoring
+        self._saved = saved
+        mpl.style.use(STYLE_PATH)
+
+    def __enter__(self) -> PaperStyle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", mpl.MatplotlibDeprecationWarning)
+            mpl.rcParams.update(self._saved)
+
+
+def use_paper_style() -> PaperStyle:
+    """Apply the packaged style ``analoglib/styles/paper.mplstyle``.
+
+    Works both as a plain call (the style stays applied, as in a notebook's set-up cell) and as
+    a context manager (the previous rcParams come back on exit)::
+
+        al.plotting.use_paper_style()
+        with al.plotting.use_paper_style():
+            fig, ax = al.plotting.subplots()
+
+    Returns:
+        The applied style; use it in a ``with`` statement to restore the previous settings.
+    """
+    return PaperStyle()
+
+
+def _width_in(width: str | float) -> float:
+    if width == "single":
+        return SINGLE_COLUMN_IN
+    if width == "double":
+        return DOUBLE_COLUMN_IN
+    if isinstance(width, (int, float)) and not isinstance(width, bool) and width > 0:
+        return float(width)
+    raise ValueError(
+        f"width = {width!r} is not allowed: expected 'single', 'double' or a width in inches > 0."
+    )
+
+
+def subplots(
+    nrows: int = 1,
+    ncols: int = 1,
+    width: str | float = "single",
+    height_in: float | None = None,
+    **kwargs: Any,
+) -> tuple[Figure, Any]:
+    """A figure of journal-column width with a grid of axes (``plt.subplots`` underneath).
+
+    Args:
+        nrows: Rows of axes.
+        ncols: Columns of axes.
+        width: ``"single"`` (3.5 in), ``"double"`` (7.16 in) or a width in inches.
+        height_in: Height in inches; by default 2.5 in per row of axes.
+        **kwargs: Passed to :func:`matplotlib.pyplot.subplots` (``sharex``, ``sharey``, ...).
+
+    Returns:
+        ``(fig, axes)`` as :func:`matplotlib.pyplot.subplots` returns them.
+
+    Raises:
+        ValueError: For an unknown ``width``.
+    """
+    height = DEFAULT_HEIGHT_IN * nrows if height_in is None else height_in
+    return plt.subplots(nrows, ncols, figsize=(_width_in(width), height), **kwargs)
+
+
+def savefig(fig: Figure, name: str, profile: str = "default") -> list[Path]:
+    """Write a figure as vector PDF and 300-dpi PNG into the profile's figure folder.
+
+    The files are ``<name>.pdf`` and ``<name>.png`` in
+    :meth:`analoglib.utils.paths.figures_dir` (``figures/`` for the default profile,
+    ``build/<profile>/figures/`` otherwise). Metadata that changes from run to run (software
+    version, creation date) is left out, so the same figure gives the same bytes.
+
+    Args:
+        fig: The figure.
+        name: ``NN_<slug>__<panel>``, e.g. ``"00_quickstart__accuracy_vs_time"``.
+        profile: ``"default"``, ``"smoke"`` or ``"paper"``; only routes the files.
+
+    Returns:
+        The paths of the PDF and the PNG file, in that order.
+
+    Raises:
+        ValueError: If ``name`` is not ``NN_<slug>__<panel>`` or ``profile`` is unknown.
+    """
+    if not isinstance(name, str) or not FIGURE_NAME_RE.match(name):
+        raise ValueError(
+            f"name = {name!r} is not allowed: expected 'NN_<slug>__<panel>' in lower-case "
+            "snake case, e.g. '00_quickstart__accuracy_vs_time'."
+        )
+    folder = paths.figures_dir(profile)
+    folder.mkdir(parents=True, exist_ok=True)
+    pdf = folder / f"{name}.pdf"
+    png = folder / f"{name}.png"
+    fig.savefig(pdf, format="pdf", metadata=_PDF_METADATA)
+    fig.savefig(png, format="png", dpi=300, metadata=_PNG_METADATA)
+    return [pdf, png]
+
+
+def format_time_axis(
+    ax: Axes, axis: str = "x", label: str | None = "Time after programming"
+) -> Axes:
+    """Log-scale time axis in seconds with ticks labelled 1 s, 1 min, 1 h, 1 d, 1 mo, 1 y.
+
+    Args:
+        ax: The axes.
+        axis: ``"x"`` or ``"y"``.
+        label: Axis label; ``None`` leaves the label alone.
+
+    Returns:
+        ``ax``.
+
+    Raises:
+        ValueError: If ``axis`` is neither ``"x"`` nor ``"y"``.
+    """
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis = {axis!r} is not allowed: expected 'x' or 'y'.")
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if axis == "x":
+        ax.set_xscale("log")
+    else:
+        ax.set_yscale("log")
+    target.set_major_locator(FixedLocator(list(TIME_TICKS_S)))
+    target.set_major_formatter(lambda value, _pos: TIME_TICKS_S.get(float(value), ""))
+    target.set_minor_locator(NullLocator())
+    if label is not None:
+        target.set_label_text(label)
+    return ax
+
+
+def _group_label(hue: str, value: Any, labels: Mapping[Any, str] | None) -> str:
+    if labels is not None and value in labels:
+        return labels[value]
+    if hue == "drift_compensation" and value in _GDC_LABELS:
+        return _GDC_LABELS[bool(value)]
+    return f"{hue} {value}"
+
+
+def plot_metric_vs_time(
+    df: pd.DataFrame,
+    metric: str = "metric",
+    hue: str | None = None,
+    ax: Axes | None = None,
+    label: str | None = None,
+    labels: Mapping[Any, str] | None = None,
+    reference: float | None = None,
+    reference_label: str | None = "FP",
+    scale: float = 1.0,
+    ylabel: str | None = None,
+    band: bool = True,
+    marker: str = "o",
+    legend: bool = True,
+    **line_kwargs: Any,
+) -> Axes:
+    """Mean of a metric over repetitions versus time after programming, with a +-std band.
+
+    Takes the tidy table of :func:`analoglib.evaluate` (columns ``rep``, ``seed``,
+    ``t_inference_s``, ``drift_compensation`` and the metric columns); for each group of
+    ``hue`` it draws the mean over the rows at each time and shades mean +- one standard
+    deviation (sample std over repetitions; none with a single repetition). The time axis is
+    formatted by :func:`format_time_axis`.
+
+    Args:
+        df: Tidy evaluation table.
+        metric: Metric column to plot.
+        hue: Column whose values give one curve each (e.g. ``"drift_compensation"``, labelled
+            "with GDC" / "without GDC"); ``None`` draws a single curve.
+        ax: Axes to draw on; a new single-column figure by default.
+        label: Legend label of the single curve, or a prefix of each group's label with ``hue``.
+        labels: Legend label per ``hue`` value (overrides the defaults).
+        reference: Value of a dashed horizontal reference line (e.g. the FP accuracy), in the
+            units of the metric (``scale`` is applied).
+        reference_label: Legend label of the reference line.
+        scale: Factor applied to the metric and the reference (100 gives percent).
+        ylabel: Y-axis label; the metric name by default.
+        band: Draw the +-std band.
+        marker: Marker of the mean curve.
+        legend: Draw a legend when any curve has a label.
+        **line_kwargs: Passed to :meth:`matplotlib.axes.Axes.plot` for every curve.
+
+    Returns:
+        The axes.
+
+    Raises:
+        ValueError: If ``df`` lacks the ``t_inference_s``, ``metric`` or ``hue`` column, or is
+            empty.
+    """
+    needed = ["t_inference_s", metric] + ([hue] if hue is not None else [])
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"df lacks the column(s) {', '.join(missing)}; its columns are: "
+            f"{', '.join(map(str, df.columns))}."
+        )
+    if df.empty:
+        raise ValueError("df is empty: nothing to plot.")
+    if ax is None:
+        _, ax = subplots()
+    assert ax is not None
+
+    groups: list[tuple[str | None, pd.DataFrame]]
+    if hue is None:
+        groups = [(label, df)]
+    else:
+        groups = []
+        for value in pd.unique(df[hue]):
+            group = _group_label(hue, value, labels)
+            groups.append((f"{label}, {group}" if label else group, df[df[hue] == value]))
+
+    for name, part in groups:
+        stats = part.groupby("t_inference_s")[metric].agg(["mean", "std", "count"]).sort_index()
+        t = stats.index.to_numpy(dtype=float)
+        mean = stats["mean"].to_numpy(dtype=float) * scale
+        std = stats["std"].fillna(0.0).to_numpy(dtype=float) * abs(scale)
+        (line,) = ax.plot(t, mean, marker=marker, label=name, **line_kwargs)
+        if band and (stats["count"] > 1).any():
+            ax.fill_between(t, mean - std, mean + std, color=line.get_color(), alpha=0.25, lw=0)
+
+    if reference is not None:
+        ax.axhline(
+            reference * scale,
+            color="0.3",
+            linestyle="--",
+            linewidth=0.9,
+            label=reference_label,
+            zorder=1,
+        )
+    format_time_axis(ax)
+    ax.set_ylabel(metric if ylabel is None else ylabel)
+    handles, _ = ax.get_legend_handles_labels()
+    if legend and handles:
+        ax.legend()
+    return ax

@@ -1,0 +1,181 @@
+"""Generic training and evaluation loops for digital and analog models.
+
+The loops only use the ``nn.Module`` interface, so a converted (analog) model trains with the
+same :func:`fit` as its digital original; hardware-aware training adds its weight modifiers,
+clipping and remapping through the model's configuration and the ``after_step`` hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sized
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from analoglib.utils import progress_enabled
+
+__all__ = ["OPTIMIZERS", "accuracy", "classification_eval_fn", "fit"]
+
+#: Optimiser names accepted by :func:`fit`.
+OPTIMIZERS = ("adam", "sgd")
+#: Momentum of the ``"sgd"`` optimiser.
+SGD_MOMENTUM = 0.9
+
+Batch = Any  # a (inputs, targets) pair or list, as a DataLoader yields it
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
+    return torch.device("cpu")
+
+
+def _split_batch(batch: Batch, device: torch.device) -> tuple[Tensor, Tensor]:
+    inputs, targets = batch[0], batch[1]
+    return inputs.to(device), targets.to(device)
+
+
+def _make_optimizer(
+    name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=SGD_MOMENTUM, weight_decay=weight_decay)
+    raise ValueError(
+        f"optimizer = {name!r} is not allowed: expected one of {', '.join(map(repr, OPTIMIZERS))}."
+    )
+
+
+def fit(
+    model: nn.Module,
+    loader: Iterable[Batch],
+    epochs: int,
+    lr: float,
+    seed: int,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    progress: bool = True,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+    after_step: Callable[[nn.Module], None] | None = None,
+) -> list[float]:
+    """Train a model with a plain mini-batch loop.
+
+    Puts the model in ``train()`` mode and leaves it there. Batches are moved to the device of
+    the model's parameters. Random draws of the model itself (e.g. dropout) come from a torch
+    RNG seeded with ``seed`` inside :func:`torch.random.fork_rng`, so they are reproducible and
+    the global RNG is left as it was; the shuffling order is the loader's own (see
+    :func:`analoglib.data.make_loader`).
+
+    Args:
+        model: A digital or analog model.
+        loader: Yields ``(inputs, targets)`` batches.
+        epochs: Passes over ``loader``, >= 0.
+        lr: Learning rate.
+        seed: Seed of the model's own random draws during training.
+        optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9).
+        weight_decay: L2 weight decay of the optimiser.
+        progress: Show a progress bar (also off when ``ANALOGLIB_PROGRESS=0``).
+        loss_fn: ``loss_fn(outputs, targets)``; cross-entropy by default.
+        after_step: Called with the model after every optimiser step (e.g. weight clipping).
+
+    Returns:
+        The mean training loss of each epoch (sample-weighted), ``epochs`` values.
+
+    Raises:
+        ValueError: For an unknown optimiser, a negative ``epochs`` or ``lr <= 0``.
+    """
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+        raise ValueError(f"epochs = {epochs!r} is not allowed: expected an integer >= 0.")
+    if not lr > 0:
+        raise ValueError(f"lr = {lr!r} is not allowed: expected a learning rate > 0.")
+    criterion = nn.functional.cross_entropy if loss_fn is None else loss_fn
+    opt = _make_optimizer(
+        optimizer, (p for p in model.parameters() if p.requires_grad), lr, weight_decay
+    )
+    device = _model_device(model)
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    history: list[float] = []
+    model.train()
+    bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress_enabled(progress))
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        for _ in bar:
+            total, count = 0.0, 0
+            for batch in loader:
+                inputs, targets = _split_batch(batch, device)
+                opt.zero_grad(set_to_none=True)
+                loss = criterion(model(inputs), targets)
+                loss.backward()
+                opt.step()
+                if after_step is not None:
+                    after_step(model)
+                total += float(loss.detach()) * len(targets)
+                count += len(targets)
+            history.append(total / max(count, 1))
+            bar.set_postfix(loss=f"{history[-1]:.4f}")
+    bar.close()
+    return history
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, loader: Iterable[Batch], max_batches: int = 0) -> float:
+    """Top-1 classification accuracy.
+
+    Puts the model in ``eval()`` mode (a programmed analog model then computes with its
+    drifted weights) and leaves it there.
+
+    Args:
+        model: A classifier returning ``(batch, classes)`` logits.
+        loader: Yields ``(inputs, targets)`` batches.
+        max_batches: Evaluate on the first ``max_batches`` batches only; 0 means all.
+
+    Returns:
+        The fraction of correctly classified samples, in [0, 1].
+
+    Raises:
+        ValueError: If ``loader`` yields no samples or ``max_batches`` is negative.
+    """
+    if not isinstance(max_batches, int) or max_batches < 0:
+        raise ValueError(f"max_batches = {max_batches!r} is not allowed: expected an integer >= 0.")
+    model.eval()
+    device = _model_device(model)
+    correct, count = 0, 0
+    for index, batch in enumerate(loader):
+        if max_batches and index >= max_batches:
+            break
+        inputs, targets = _split_batch(batch, device)
+        predicted = model(inputs).argmax(dim=-1)  # (batch,)
+        correct += int((predicted == targets).sum())
+        count += len(targets)
+    if count == 0:
+        raise ValueError("loader yielded no samples: cannot compute an accuracy.")
+    return correct / count
+
+
+def classification_eval_fn(
+    loader: Iterable[Batch], max_batches: int = 0
+) -> Callable[[nn.Module], float]:
+    """An ``eval_fn`` for :func:`analoglib.evaluate`: ``model -> accuracy(model, loader)``.
+
+    Args:
+        loader: Test batches (use a loader without shuffling for a fixed evaluation set).
+        max_batches: Passed to :func:`accuracy`; 0 means all batches.
+
+    Returns:
+        A function of the model that returns its top-1 accuracy in [0, 1].
+
+    Raises:
+        ValueError: If ``loader`` has a length and it is 0.
+    """
+    if isinstance(loader, Sized) and len(loader) == 0:
+        raise ValueError("loader is empty: cannot compute an accuracy.")
+
+    def eval_fn(model: nn.Module) -> float:
+        return accuracy(model, loader, max_batches=max_batches)
+
+    return eval_fn
