@@ -4,10 +4,10 @@ Every noise source (programming noise, drift exponents, read noise, output noise
 modifiers) draws through :func:`normal`, so the global RNG is never touched and the same seeds
 give bit-identical results on one machine.
 
-On the CPU, large draws come from NumPy's PCG64 streams filled in parallel threads (several
-times faster than ``torch.randn``'s single-threaded Box-Muller on 2 cores). The stream is seeded
-by one draw from the given ``torch.Generator`` and split into a fixed number of chunks, so the
-result does not depend on the thread count. On CUDA, ``torch.randn`` is used.
+On the CPU, ``torch.randn`` fills one element at a time from a single Mersenne-Twister stream.
+Large draws are therefore split into a fixed number of chunks, each filled from its own
+generator (seeded by one draw from the given generator) in a thread pool. The chunk count is
+fixed, so results do not depend on the number of threads. On CUDA, ``torch.randn`` is used.
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["normal", "uniform"]
+__all__ = ["normal"]
 
-# Draws smaller than this use torch directly (thread start-up would dominate).
-_PARALLEL_MIN = 1 << 16
-# Fixed number of independent sub-streams per draw (keeps results thread-count independent).
+# Draws smaller than this use one torch.randn call (the thread hand-off would dominate).
+_PARALLEL_MIN = 1 << 17
+# Fixed number of sub-streams of a large draw (keeps results thread-count independent).
 _CHUNKS = 8
 _POOL: ThreadPoolExecutor | None = None
 
@@ -45,9 +44,12 @@ def normal(
 
     Args:
         shape: Output shape.
-        generator: Source of randomness; advanced by the draw.
-        device: Device of the result (and of ``generator``).
+        generator: Source of randomness (on ``device``); advanced by the draw.
+        device: Device of the result.
         dtype: Floating-point type of the result.
+
+    Raises:
+        ValueError: If ``generator`` is not a ``torch.Generator``.
     """
     if not isinstance(generator, torch.Generator):
         raise ValueError(
@@ -55,35 +57,15 @@ def normal(
         )
     device = torch.device(device)
     numel = math.prod(shape)
-    if (
-        device.type != "cpu"
-        or numel < _PARALLEL_MIN
-        or dtype
-        not in (
-            torch.float32,
-            torch.float64,
-        )
-    ):
+    if device.type != "cpu" or numel < _PARALLEL_MIN:
         return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-    children = np.random.SeedSequence(seed).spawn(_CHUNKS)
-    np_dtype = np.float32 if dtype == torch.float32 else np.float64
-    out = np.empty(numel, dtype=np_dtype)
-    bounds = np.linspace(0, numel, _CHUNKS + 1).astype(np.int64)
+    seeds = torch.randint(0, 2**62, (_CHUNKS,), generator=generator).tolist()
+    out = torch.empty(numel, dtype=dtype)
+    chunks = out.chunk(_CHUNKS)
 
     def fill(index: int) -> None:
-        rng = np.random.Generator(np.random.PCG64(children[index]))
-        rng.standard_normal(dtype=np_dtype, out=out[bounds[index] : bounds[index + 1]])
+        chunk_generator = torch.Generator().manual_seed(seeds[index])
+        chunks[index].normal_(generator=chunk_generator)
 
-    list(_pool().map(fill, range(_CHUNKS)))
-    return torch.from_numpy(out).view(tuple(shape))
-
-
-def uniform(
-    shape: tuple[int, ...] | torch.Size,
-    generator: torch.Generator,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> Tensor:
-    """Uniform samples in [0, 1) of ``shape``."""
-    return torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    list(_pool().map(fill, range(len(chunks))))
+    return out.view(tuple(shape))

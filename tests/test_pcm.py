@@ -124,9 +124,11 @@ def model(**kwargs: float) -> PCMNoiseModel:
 @pytest.mark.parametrize("wmax", [1.0, 0.5])
 def test_weight_to_conductance(g_min: float, wmax: float) -> None:
     w = torch.linspace(-wmax, wmax, 101, dtype=torch.float64)
-    g_plus, g_minus, scale = model(g_min_uS=g_min).weight_to_conductance(
+    g_target, scale = model(g_min_uS=g_min).weight_to_conductance(
         w, torch.tensor(wmax, dtype=torch.float64)
     )
+    assert g_target.shape == (2, *w.shape)
+    g_plus, g_minus = g_target
     span = G_MAX - g_min
     w_np = w.numpy()
     np.testing.assert_allclose(scale.numpy(), span / wmax, rtol=1e-14)

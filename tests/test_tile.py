@@ -16,7 +16,14 @@ from torch import nn
 from analoglib.config import ForwardParameters, PCMConfig, bits_to_res, quantization_step
 from analoglib.nn import AnalogLinear
 from analoglib.presets import ideal
-from analoglib.tiles.tile import analog_mvm, ir_drop_row_weighting, quantize
+from analoglib.tiles.tile import (
+    analog_mvm,
+    correction_dtype,
+    ir_drop_row_weighting,
+    one_hot_readout,
+    quantize,
+    set_correction_dtype,
+)
 
 G_RATIO = 1.0 / (0.35 * 5e-6)  # ir_drop_g_ratio of the standard model
 N_SIGMA = 6.0
@@ -53,6 +60,14 @@ def bare_forward(**kwargs: object) -> ForwardParameters:
     )
     params.update(kwargs)
     return ForwardParameters(**params)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def float32_corrections() -> object:
+    """Full-precision correction products, for comparisons with float64 references."""
+    set_correction_dtype(torch.float32)
+    yield
+    set_correction_dtype(None)
 
 
 def layer_config(forward: ForwardParameters) -> PCMConfig:
@@ -222,6 +237,7 @@ def test_ir_drop_row_weighting() -> None:
 
 @pytest.mark.parametrize("ir", [1.0, 0.5])
 @pytest.mark.parametrize("rows", [(512,), (300,), (300, 299)])
+@pytest.mark.usefixtures("float32_corrections")
 def test_ir_drop_against_reference(rows: tuple[int, ...], ir: float) -> None:
     """Stacked tiles; a tile with fewer used rows than the layout is zero-padded."""
     rng = np.random.default_rng(5)
@@ -248,6 +264,7 @@ def test_ir_drop_against_reference(rows: tuple[int, ...], ir: float) -> None:
 
 
 @pytest.mark.parametrize("in_features", [300, 700, 1025])
+@pytest.mark.usefixtures("float32_corrections")
 def test_layer_ir_drop_against_reference(in_features: int) -> None:
     """Through a layer: per-tile n, column normalisation W~ = W / s and digital summation."""
     rng = np.random.default_rng(in_features)
@@ -398,3 +415,73 @@ def test_backward_is_ideal_and_masks_saturated_outputs() -> None:
     assert mask.sum() < mask.numel()  # some outputs did saturate
     assert_close(xg.grad, torch.bmm(grad_out * mask, w), rtol=1e-12, atol=1e-12)
     assert_close(wg.grad, torch.bmm((grad_out * mask).transpose(1, 2), x), rtol=1e-12, atol=1e-12)
+
+
+def test_bfloat16_corrections_stay_close_to_float32() -> None:
+    """The default (possibly bfloat16) correction products change the output by < 0.1 %.
+
+    IR drop at full strength with PCM read-noise amplitudes computed too, noise itself off
+    (w_noise enters the variance only), so the comparison is deterministic: bfloat16 inputs to
+    the correction GEMMs carry 2^-9 relative rounding, and the IR-drop term is at most ~35 %
+    of the signal, so the output moves by well under 1e-3 of its scale.
+    """
+    rng = torch.Generator().manual_seed(3)
+    x = torch.rand(1, 64, 512, generator=rng) * 2 - 1
+    w = (torch.randn(1, 128, 512, generator=rng) * 0.3).clamp(-1, 1)
+    forward = bare_forward(ir_drop=1.0)
+    rows = torch.tensor([512])
+    options = dict(
+        ir_weighting=ir_drop_row_weighting(512, rows), ir_scale=(rows / G_RATIO).view(-1, 1, 1)
+    )
+    set_correction_dtype(None)
+    z_default = analog_mvm(x, w, forward, **options)  # type: ignore[arg-type]
+    set_correction_dtype(torch.float32)
+    try:
+        z_full = analog_mvm(x, w, forward, **options)  # type: ignore[arg-type]
+    finally:
+        set_correction_dtype(None)
+    scale = z_full.abs().max()
+    assert (z_default - z_full).abs().max() <= 1e-3 * scale
+
+
+def test_correction_dtype_choice_and_validation() -> None:
+    weight = torch.zeros(2, 2)
+    assert correction_dtype(weight) in (torch.float32, torch.bfloat16)
+    assert correction_dtype(weight.double()) == torch.float64
+    set_correction_dtype(torch.float32)
+    try:
+        assert correction_dtype(weight) == torch.float32
+    finally:
+        set_correction_dtype(None)
+    with pytest.raises(ValueError, match="dtype = torch.float16"):
+        set_correction_dtype(torch.float16)
+
+
+@pytest.mark.usefixtures("float32_corrections")
+@pytest.mark.parametrize("rows_used", [512, 300])
+def test_one_hot_readout_equals_identity_inputs(rows_used: int) -> None:
+    """The GEMM-free read-out equals the tile forward on the identity (noise off, ADC on)."""
+    rng = torch.Generator().manual_seed(rows_used)
+    w = (torch.randn(1, 40, 512, generator=rng) * 0.4).clamp(-1, 1)
+    w[:, :, rows_used:] = 0.0
+    forward = bare_forward(ir_drop=1.0, inp_res=254, out_res=254, out_bound=10.0)
+    rows = torch.tensor([rows_used])
+    options = dict(
+        ir_weighting=ir_drop_row_weighting(512, rows), ir_scale=(rows / G_RATIO).view(-1, 1, 1)
+    )
+    eye = torch.eye(512).unsqueeze(0)
+    via_mvm = analog_mvm(eye, w, forward, **options)  # type: ignore[arg-type]  # (1, rows, out)
+    readout = one_hot_readout(w, forward, **options)  # type: ignore[arg-type]  # (1, out, rows)
+    assert_close(readout.transpose(1, 2), via_mvm, rtol=0, atol=1e-6)
+    assert (readout - w).abs().max() > 1e-3  # IR drop and ADC did act
+
+
+def test_one_hot_readout_noise_std() -> None:
+    """Read noise sqrt(w_noise^2 |W_ij| + out_noise^2) per one-hot read-out."""
+    w = torch.full((1, 200, 500), 0.64)
+    forward = bare_forward(w_noise=0.0175, w_noise_type="pcm_read", out_noise=0.04)
+    noisy = one_hot_readout(w, forward, generator=gen(5))
+    expected = math.sqrt(0.0175**2 * 0.64 + 0.04**2)
+    n = noisy.numel()
+    # Standard error of a sample std: sigma / sqrt(2 n).
+    assert abs((noisy - w).std().item() - expected) < N_SIGMA * expected / math.sqrt(2 * n)

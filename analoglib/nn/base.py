@@ -32,7 +32,7 @@ from analoglib.config import PCMConfig
 from analoglib.noise.pcm import PCMNoiseModel
 from analoglib.random import normal
 from analoglib.tiles.mapper import TileMapping
-from analoglib.tiles.tile import analog_mvm, ir_drop_row_weighting
+from analoglib.tiles.tile import analog_mvm, ir_drop_row_weighting, one_hot_readout
 
 __all__ = ["AnalogLayerBase", "ConfigMismatchError"]
 
@@ -403,16 +403,17 @@ class AnalogLayerBase(nn.Module):
     def _gdc_readout(self, tiles: Tensor, generator: torch.Generator) -> Tensor:
         """Mean |output| of every physical tile for one-hot inputs, ``(tiles, tiles_out)``."""
         m = self.mapping
-        y = analog_mvm(
-            None,
+        y = one_hot_readout(
             tiles,
             self.config.forward,
             ir_weighting=self._ir_weighting,
             ir_scale=self._ir_scale,
             generator=generator,
-            one_hot=True,
-        )  # (tiles, rows, out)
-        column_sum = y.abs_().mul_(self._row_mask.transpose(1, 2)).sum(dim=1)  # (tiles, out)
+        )  # (tiles, out, rows)
+        y.abs_()
+        if m.is_padded:  # padded rows are no inputs of the tile
+            y.mul_(self._row_mask)
+        column_sum = y.sum(dim=2)  # (tiles, out)
         tile_sum = column_sum.new_zeros(m.n_stacked, m.tiles_out)
         tile_sum.index_add_(1, self._out_tile, column_sum)
         out_sizes = torch.tensor(m.out_sizes, device=tiles.device, dtype=tiles.dtype)
@@ -440,14 +441,13 @@ class AnalogLayerBase(nn.Module):
         column_max = tiles.abs().amax(dim=2)  # (tiles, out)
         wmax = _group_max(column_max, self._out_tile.expand_as(column_max), m.tiles_out)
         wmax = wmax[:, self._out_tile].unsqueeze(2)  # (tiles, out, 1), per physical tile
-        g_plus, g_minus, g_scale = self.noise_model.weight_to_conductance(tiles, wmax)
-        mask = self._row_mask
-        g_prog = torch.empty((2, *tiles.shape), device=tiles.device, dtype=tiles.dtype)
-        nu = torch.empty((2, *tiles.shape), device=tiles.device, dtype=torch.float16)
-        for device_index, g_target in enumerate((g_plus, g_minus)):
-            g_prog[device_index] = self.noise_model.apply_programming_noise(g_target, generator)
-            g_prog[device_index].mul_(mask)  # padded rows hold no device
-            nu[device_index] = self.noise_model.generate_drift_coefficients(g_target, generator)
+        # (2, tiles, out, rows): targets of G+ and G-, then both devices programmed at once.
+        g_target, g_scale = self.noise_model.weight_to_conductance(tiles, wmax)
+        g_prog = self.noise_model.apply_programming_noise(g_target, generator)
+        if m.is_padded:  # padded rows hold no device
+            g_prog.mul_(self._row_mask)
+        nu = self.noise_model.generate_drift_coefficients(g_target, generator).half()
+        del g_target
         self._g_prog, self._nu, self._g_scale = g_prog, nu, g_scale
         self._weight_t = (g_prog[0] - g_prog[1]).div_(g_scale)
         self._t_inference_s = 0.0
@@ -488,14 +488,11 @@ class AnalogLayerBase(nn.Module):
                 "before analoglib.drift(...)."
             )
         assert self._g_prog is not None and self._nu is not None and self._g_scale is not None
-        g_plus = self.noise_model.apply_drift_noise(
-            self._g_prog[0], self._nu[0], float(t_inference_s), generator
-        )
-        g_minus = self.noise_model.apply_drift_noise(
-            self._g_prog[1], self._nu[1], float(t_inference_s), generator
-        )
+        g = self.noise_model.apply_drift_noise(
+            self._g_prog, self._nu, float(t_inference_s), generator
+        )  # (2, tiles, out, rows)
         # Padded rows hold g_prog = 0, which drift and read noise keep at 0.
-        self._weight_t = g_plus.sub_(g_minus).div_(self._g_scale)
+        self._weight_t = g[0].sub_(g[1]).div_(self._g_scale)
         self._t_inference_s = float(t_inference_s)
         if self._gdc_baseline is not None:
             readout = self._gdc_readout(self._weight_t, generator)

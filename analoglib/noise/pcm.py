@@ -55,26 +55,31 @@ class PCMNoiseModel:
         )
 
     # -- differential pair ------------------------------------------------------------------
-    def weight_to_conductance(self, weight: Tensor, wmax: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Map weights onto a differential pair ``(g_plus, g_minus)``.
+    def weight_to_conductance(self, weight: Tensor, wmax: Tensor) -> tuple[Tensor, Tensor]:
+        """Map weights onto differential pairs: target conductances of both devices.
 
         Args:
             weight: Normalised weights, any shape.
             wmax: Abs-max weight per tile, broadcastable to ``weight``; it maps to ``g_max``.
 
         Returns:
-            ``(g_plus, g_minus, scale)`` in uS and uS per weight unit; ``weight = (g_plus -
-            g_minus) / scale`` up to clipping.
+            ``(g_target, scale)``: ``g_target[0]`` is G+ and ``g_target[1]`` is G- (uS), shape
+            ``(2, *weight.shape)``; ``scale`` is the conductance per weight unit, so that
+            ``weight = (g_target[0] - g_target[1]) / scale`` up to clipping.
 
         References:
             ``aimc-model.md`` section 5.1.
         """
         p = self.params
-        scale = (p.g_max_uS - p.g_min_uS) / wmax.clamp(min=1e-7)
         g_span = p.g_max_uS - p.g_min_uS
-        g_plus = (weight * scale).clamp(0.0, g_span) + p.g_min_uS
-        g_minus = (-weight * scale).clamp(0.0, g_span) + p.g_min_uS
-        return g_plus, g_minus, scale
+        scale = g_span / wmax.clamp(min=1e-7)
+        g_target = torch.empty((2, *weight.shape), device=weight.device, dtype=weight.dtype)
+        torch.mul(weight, scale, out=g_target[0])
+        torch.neg(g_target[0], out=g_target[1])
+        g_target.clamp_(0.0, g_span)
+        if p.g_min_uS:
+            g_target.add_(p.g_min_uS)
+        return g_target, scale
 
     # -- statistics (deterministic) ---------------------------------------------------------
     def prog_noise_std(self, g_target_uS: Tensor) -> Tensor:
@@ -200,11 +205,8 @@ class PCMNoiseModel:
         Returns:
             The noisy weights in the same units as ``weight``.
         """
-        wmax = weight.abs().max()
-        g_plus, g_minus, scale = self.weight_to_conductance(weight, wmax)
-        result = []
-        for g_target in (g_plus, g_minus):
-            g_prog = self.apply_programming_noise(g_target, generator)
-            nu = self.generate_drift_coefficients(g_target, generator)
-            result.append(self.apply_drift_noise(g_prog, nu, t_inference_s, generator))
-        return (result[0] - result[1]) / scale
+        g_target, scale = self.weight_to_conductance(weight, weight.abs().max())
+        g_prog = self.apply_programming_noise(g_target, generator)
+        nu = self.generate_drift_coefficients(g_target, generator)
+        g = self.apply_drift_noise(g_prog, nu, t_inference_s, generator)
+        return (g[0] - g[1]) / scale
