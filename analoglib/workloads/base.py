@@ -1,0 +1,303 @@
+"""The workload interface shared by the studies: data, model, metric, training, cache.
+
+A workload bundles, for one network family, the data loaders, the floating-point model, the
+task metric with its chance level (for the normalised accuracy A*), an evaluation function
+usable by :func:`analoglib.evaluate`, and the recipe of its floating-point (FP) baseline
+training. Every knob of a workload is a profile parameter (``smoke``, ``default``, ``paper``),
+overridable by keyword; the FP checkpoint is cached under ``data/cache/fp/<name>/`` keyed by
+all parameters that determine it.
+
+References:
+    Rasch et al. 2023 (the three network families); ``aimc-model.md`` section 12 (A*).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from analoglib.metrics import normalized_accuracy
+from analoglib.training.loops import fit
+from analoglib.utils import PROFILES, paths
+
+__all__ = [
+    "WORKLOADS",
+    "TrainRecipe",
+    "Workload",
+    "atomic_save",
+    "cache_path",
+    "cached_metrics",
+    "load_workload",
+    "register",
+    "resolve_parameters",
+    "train_fp",
+]
+
+log = logging.getLogger(__name__)
+
+DATA_SOURCES = ("offline", "hub")
+# Bump when a change of the training code invalidates every cached checkpoint.
+CACHE_VERSION = 1
+
+Batch = Any
+Builder = Callable[[dict[str, Any]], "Workload"]
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How the FP baseline is trained (arguments of :func:`analoglib.training.fit`).
+
+    Attributes:
+        epochs: Passes over the training loader.
+        lr: Learning rate.
+        optimizer: ``"adam"`` or ``"sgd"``.
+        weight_decay: L2 weight decay.
+        max_steps: Optimiser steps per epoch at most (0: the whole loader).
+        grad_clip: Gradient-norm clip (0: none).
+        lr_decay: Learning-rate factor per epoch.
+    """
+
+    epochs: int
+    lr: float
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    max_steps: int = 0
+    grad_clip: float = 0.0
+    lr_decay: float = 1.0
+
+
+@dataclass
+class Workload:
+    """One network family on its task, ready to train, convert and evaluate.
+
+    Attributes:
+        name: Registry name (``"cnn"``, ``"rnn"``, ``"transformer"``).
+        parameters: Every parameter that determines data, model and training (the cache key),
+            including ``profile``, ``data_source`` and ``seed``.
+        model: The floating-point model (untrained until :func:`train_fp`).
+        train_loader: Training batches (shuffled with a seeded generator).
+        eval_loader: Evaluation batches (fixed order).
+        batch_loss: ``batch_loss(model, batch) -> (loss, n_samples)`` for training.
+        evaluate: ``evaluate(model) -> {metric: value}`` over ``eval_loader``; usable as the
+            ``eval_fn`` of :func:`analoglib.evaluate`. Its dict holds ``metric`` and ``"error"``.
+        metric: Key of the headline task metric in ``evaluate``'s result.
+        higher_is_better: Whether larger ``metric`` values are better.
+        chance_error: Value of ``evaluate(...)["error"]`` at chance level, for A*.
+        recipe: The FP training recipe.
+        description: One line naming the network, the data and whether it is a stand-in.
+        split_sizes: Number of samples (or tokens) of each split, for the record.
+    """
+
+    name: str
+    parameters: dict[str, Any]
+    model: nn.Module
+    train_loader: Iterable[Batch]
+    eval_loader: Iterable[Batch]
+    batch_loss: Callable[[nn.Module, Batch], tuple[Tensor, int]]
+    evaluate: Callable[[nn.Module], dict[str, float]]
+    metric: str
+    higher_is_better: bool
+    chance_error: float
+    recipe: TrainRecipe
+    description: str = ""
+    split_sizes: dict[str, int] = field(default_factory=dict)
+
+    def normalized_accuracy(self, error: float, error_fp: float) -> float:
+        """A* of an error value relative to the FP error and this workload's chance error."""
+        return normalized_accuracy(error, error_fp, self.chance_error)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in sorted(self.parameters.items()))
+        return f"Workload({self.name}: {self.description}; {params})"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Builder
+    profiles: Mapping[str, Mapping[str, Any]]
+
+
+WORKLOADS: dict[str, _Entry] = {}
+
+
+def register(name: str, profiles: Mapping[str, Mapping[str, Any]]) -> Callable[[Builder], Builder]:
+    """Register a workload builder with its profile parameters.
+
+    Args:
+        name: Registry name.
+        profiles: Parameters of each profile (``smoke``, ``default``, ``paper``); every profile
+            must have the same keys.
+    """
+    missing = [p for p in PROFILES if p not in profiles]
+    if missing:
+        raise ValueError(f"workload {name!r}: profiles {missing} are missing.")
+    keys = {p: set(values) for p, values in profiles.items()}
+    if len({frozenset(k) for k in keys.values()}) != 1:
+        raise ValueError(f"workload {name!r}: every profile must define the same parameters.")
+
+    def decorate(builder: Builder) -> Builder:
+        WORKLOADS[name] = _Entry(builder, profiles)
+        return builder
+
+    return decorate
+
+
+def resolve_parameters(
+    name: str, profile: str, data_source: str, seed: int, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Profile parameters of a workload with overrides applied and validated."""
+    if name not in WORKLOADS:
+        raise ValueError(
+            f"workload = {name!r} is not known: expected one of {', '.join(sorted(WORKLOADS))}."
+        )
+    if profile not in PROFILES:
+        raise ValueError(
+            f"profile = {profile!r} is not allowed: expected one of {', '.join(PROFILES)}."
+        )
+    if data_source not in DATA_SOURCES:
+        raise ValueError(
+            f"data_source = {data_source!r} is not allowed: expected one of "
+            f"{', '.join(DATA_SOURCES)}."
+        )
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed = {seed!r} is not allowed: expected an integer.")
+    parameters = dict(WORKLOADS[name].profiles[profile])
+    unknown = sorted(set(overrides) - set(parameters))
+    if unknown:
+        raise ValueError(
+            f"workload {name!r} has no parameter {', '.join(map(repr, unknown))}; its parameters "
+            f"are: {', '.join(sorted(parameters))}."
+        )
+    parameters.update(overrides)
+    parameters.update(profile=profile, data_source=data_source, seed=seed)
+    return parameters
+
+
+def load_workload(
+    name: str,
+    profile: str = "default",
+    data_source: str = "offline",
+    seed: int = 0,
+    **overrides: Any,
+) -> Workload:
+    """Build a workload: data loaders, FP model (untrained), metric and training recipe.
+
+    Args:
+        name: ``"cnn"``, ``"rnn"`` or ``"transformer"`` (see :data:`WORKLOADS`).
+        profile: ``"smoke"`` (seconds, for CI), ``"default"`` (offline, minutes on a CPU) or
+            ``"paper"`` (the published setting, needs network access and usually a GPU).
+        data_source: ``"offline"`` (shipped assets) or ``"hub"`` (public datasets and models).
+        seed: Seed of model initialisation, data order and training.
+        **overrides: Profile parameters to change (unknown names raise ``ValueError``).
+
+    Raises:
+        ValueError: For an unknown workload, profile, data source or parameter.
+        FileNotFoundError: If offline data is missing (the message names what to install).
+    """
+    parameters = resolve_parameters(name, profile, data_source, seed, overrides)
+    torch.manual_seed(seed)  # model initialisation of the builder
+    return WORKLOADS[name].builder(parameters)
+
+
+def cache_path(workload: Workload, kind: str = "fp") -> Path:
+    """``data/cache/<kind>/<name>/<hash>.pt``, the hash covering every workload parameter."""
+    key = json.dumps(
+        {"name": workload.name, "version": CACHE_VERSION, **workload.parameters},
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return paths.CACHE / kind / workload.name / f"{digest}.pt"
+
+
+def atomic_save(obj: Any, path: Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+
+    An interrupted save leaves at most a stray temporary file, never a partial ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def train_fp(workload: Workload, retrain: bool = False, progress: bool = True) -> nn.Module:
+    """Train the FP baseline of ``workload`` once and cache it; later calls reload it.
+
+    The checkpoint (state dict plus the parameters, recipe, loss history and FP metrics) is
+    written atomically to :func:`cache_path`. A changed parameter gives a different path, so a
+    stale checkpoint is never reused.
+
+    Args:
+        workload: From :func:`load_workload`; its ``model`` is trained in place.
+        retrain: Train even if a cached checkpoint exists (and overwrite it).
+        progress: Show progress bars.
+
+    Returns:
+        ``workload.model``, trained, in ``eval()`` mode.
+    """
+    path = cache_path(workload)
+    if path.exists() and not retrain:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("parameters") != _jsonable(workload.parameters):
+            raise RuntimeError(f"{path}: cached parameters do not match; delete the file.")
+        workload.model.load_state_dict(state["model"])
+        log.info("%s: loaded the FP checkpoint %s", workload.name, path)
+        return workload.model.eval()
+    recipe = workload.recipe
+    history = fit(
+        workload.model,
+        workload.train_loader,
+        epochs=recipe.epochs,
+        lr=recipe.lr,
+        seed=workload.parameters["seed"],
+        optimizer=recipe.optimizer,
+        weight_decay=recipe.weight_decay,
+        progress=progress,
+        batch_loss=workload.batch_loss,
+        max_steps=recipe.max_steps,
+        grad_clip=recipe.grad_clip,
+        lr_decay=recipe.lr_decay,
+    )
+    workload.model.eval()
+    with torch.no_grad():
+        metrics = workload.evaluate(workload.model)
+    atomic_save(
+        {
+            "model": copy.deepcopy(workload.model.state_dict()),
+            "parameters": _jsonable(workload.parameters),
+            "recipe": _jsonable(recipe.__dict__),
+            "loss_history": history,
+            "metrics": metrics,
+        },
+        path,
+    )
+    log.info("%s: trained and cached %s (%s)", workload.name, path, metrics)
+    return workload.model
+
+
+def cached_metrics(workload: Workload) -> dict[str, float] | None:
+    """FP metrics stored with the cached checkpoint, or None if it is not cached yet."""
+    path = cache_path(workload)
+    if not path.exists():
+        return None
+    metrics: dict[str, float] = torch.load(path, map_location="cpu", weights_only=False)["metrics"]
+    return metrics
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
