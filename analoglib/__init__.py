@@ -20,6 +20,7 @@ from analoglib import (  # noqa: E402
     tiles,
     training,
     utils,
+    workloads,
 )
 from analoglib.config import PCMConfig  # noqa: E402
 from analoglib.inference import (  # noqa: E402
@@ -74,4 +75,5 @@ __all__ = [
     "tiles",
     "training",
     "utils",
+    "workloads",
 ]

@@ -16,5 +16,19 @@ from analoglib.data.digits import (
     load_digits,
     make_loader,
 )
+from analoglib.data.glue import glue_metrics, load_glue_task
+from analoglib.data.images import load_cifar10, load_fashion_mnist
+from analoglib.data.ptb import load_ptb
 
-__all__ = ["DIGITS_CLASSES", "DIGITS_N_SAMPLES", "TensorSplit", "load_digits", "make_loader"]
+__all__ = [
+    "DIGITS_CLASSES",
+    "DIGITS_N_SAMPLES",
+    "TensorSplit",
+    "glue_metrics",
+    "load_cifar10",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_glue_task",
+    "load_ptb",
+    "make_loader",
+]

@@ -4,5 +4,17 @@ Notebooks never define models themselves (conventions section 1).
 """
 
 from analoglib.models.digits import DigitsCNN
+from analoglib.models.lstm_lm import LSTMLanguageModel
+from analoglib.models.resnet import CifarResNet, resnet8, resnet20, resnet32
+from analoglib.models.text_classifier import load_text_classifier, tiny_roberta
 
-__all__ = ["DigitsCNN"]
+__all__ = [
+    "CifarResNet",
+    "DigitsCNN",
+    "LSTMLanguageModel",
+    "load_text_classifier",
+    "resnet8",
+    "resnet20",
+    "resnet32",
+    "tiny_roberta",
+]

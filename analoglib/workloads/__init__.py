@@ -5,6 +5,7 @@
 baseline once and caches it under ``data/cache/fp/``.
 """
 
+from analoglib.workloads import cnn, rnn, transformer  # noqa: F401  (register the workloads)
 from analoglib.workloads.base import (
     WORKLOADS,
     TrainRecipe,
