@@ -132,6 +132,24 @@ def test_checkpoint_is_cached_reused_and_invalidated(
     )
 
 
+def test_evaluation_only_parameters_do_not_retrain(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workload = al.workloads.load_workload("cnn", "smoke")
+    smaller_eval = al.workloads.load_workload("cnn", "smoke", max_eval_batches=1)
+    assert al.workloads.cache_path(smaller_eval) == al.workloads.cache_path(workload)
+    al.workloads.train_fp(workload, progress=False)
+
+    def no_training(*args: object, **kwargs: object) -> list[float]:
+        raise AssertionError("fit was called for an evaluation-only change")
+
+    monkeypatch.setattr(base, "fit", no_training)
+    al.workloads.train_fp(smaller_eval, progress=False)
+    # The stored metrics belong to the other evaluation subset, so they are not reported.
+    assert al.workloads.cached_metrics(workload) is not None
+    assert al.workloads.cached_metrics(smaller_eval) is None
+
+
 def test_interrupted_save_leaves_no_corrupt_checkpoint(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

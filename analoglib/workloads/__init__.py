@@ -17,6 +17,7 @@ from analoglib.workloads.base import (
     register,
     resolve_parameters,
     train_fp,
+    training_parameters,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "register",
     "resolve_parameters",
     "train_fp",
+    "training_parameters",
 ]

@@ -41,6 +41,7 @@ __all__ = [
     "register",
     "resolve_parameters",
     "train_fp",
+    "training_parameters",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ log = logging.getLogger(__name__)
 DATA_SOURCES = ("offline", "hub")
 # Bump when a change of the training code invalidates every cached checkpoint.
 CACHE_VERSION = 1
+# Parameters that choose only the evaluation subset: they never change the trained weights,
+# so they stay out of the cache key (a smaller eval set must not retrain).
+EVAL_ONLY_PARAMETERS = frozenset(
+    {"eval_split", "eval_lines", "n_eval", "eval_batch_size", "max_eval_batches"}
+)
 
 Batch = Any
 Builder = Callable[[dict[str, Any]], "Workload"]
@@ -209,10 +215,19 @@ def load_workload(
     return WORKLOADS[name].builder(parameters)
 
 
-def cache_path(workload: Workload, kind: str = "fp") -> Path:
-    """``data/cache/<kind>/<name>/<hash>.pt``, the hash covering every workload parameter."""
+def training_parameters(workload: Workload) -> dict[str, Any]:
+    """The workload parameters that determine the trained weights (all but evaluation-only)."""
+    return {k: v for k, v in workload.parameters.items() if k not in EVAL_ONLY_PARAMETERS}
+
+
+def cache_path(workload: Workload, kind: str = "fp", **extra: Any) -> Path:
+    """``data/cache/<kind>/<name>/<hash>.pt``.
+
+    The hash covers every training parameter of the workload (not the evaluation-only ones in
+    :data:`EVAL_ONLY_PARAMETERS`) and any ``extra`` key-value pairs (e.g. an HWA recipe).
+    """
     key = json.dumps(
-        {"name": workload.name, "version": CACHE_VERSION, **workload.parameters},
+        {"name": workload.name, "version": CACHE_VERSION, **training_parameters(workload), **extra},
         sort_keys=True,
         default=str,
     )
@@ -253,7 +268,7 @@ def train_fp(workload: Workload, retrain: bool = False, progress: bool = True) -
     path = cache_path(workload)
     if path.exists() and not retrain:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("parameters") != _jsonable(workload.parameters):
+        if state.get("parameters") != _jsonable(training_parameters(workload)):
             raise RuntimeError(f"{path}: cached parameters do not match; delete the file.")
         workload.model.load_state_dict(state["model"])
         log.info("%s: loaded the FP checkpoint %s", workload.name, path)
@@ -279,7 +294,8 @@ def train_fp(workload: Workload, retrain: bool = False, progress: bool = True) -
     atomic_save(
         {
             "model": copy.deepcopy(workload.model.state_dict()),
-            "parameters": _jsonable(workload.parameters),
+            "parameters": _jsonable(training_parameters(workload)),
+            "eval_parameters": _eval_parameters(workload),
             "recipe": _jsonable(recipe.__dict__),
             "loss_history": history,
             "metrics": metrics,
@@ -291,12 +307,23 @@ def train_fp(workload: Workload, retrain: bool = False, progress: bool = True) -
 
 
 def cached_metrics(workload: Workload) -> dict[str, float] | None:
-    """FP metrics stored with the cached checkpoint, or None if it is not cached yet."""
+    """FP metrics stored with the cached checkpoint.
+
+    None if it is not cached yet, or if it was evaluated on another evaluation subset than
+    ``workload`` asks for (then evaluate the loaded model instead).
+    """
     path = cache_path(workload)
     if not path.exists():
         return None
-    metrics: dict[str, float] = torch.load(path, map_location="cpu", weights_only=False)["metrics"]
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("eval_parameters") != _eval_parameters(workload):
+        return None
+    metrics: dict[str, float] = state["metrics"]
     return metrics
+
+
+def _eval_parameters(workload: Workload) -> dict[str, Any]:
+    return _jsonable({k: v for k, v in workload.parameters.items() if k in EVAL_ONLY_PARAMETERS})
 
 
 def _jsonable(value: Any) -> Any:
