@@ -35,6 +35,10 @@ Parameters:
 The metric is top-1 accuracy (``"accuracy"``); ``"error"`` is ``1 - accuracy`` with chance
 level ``1 - 1/10 = 0.9``.
 
+Measured (default profile, 2 CPU cores): training plus evaluation 9.3 min; top-1 accuracy
+91.3 % on the 2,000-image evaluation subset (91.7 % on all 10,000 test images in an earlier
+run of the same recipe).
+
 References:
     He et al. 2016 (CIFAR ResNets); Rasch et al. 2023; ``aimc-model.md`` sections 10.2, 10.3
     and 12; ``offline-assets.md`` sections 5, 7 and 8.

