@@ -23,8 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from analoglib.nn.base import AnalogLayerBase
-from analoglib.nn.convert import named_analog_layers
+from analoglib.nn.convert import named_analog_layers, require_analog_layers
 from analoglib.utils import derive_seed, make_generator, progress_enabled
 
 __all__ = [
@@ -39,16 +38,6 @@ __all__ = [
 ]
 
 EvalResult = float | dict[str, float]
-
-
-def _layers(model: nn.Module) -> list[tuple[str, AnalogLayerBase]]:
-    layers = list(named_analog_layers(model))
-    if not layers:
-        raise ValueError(
-            f"{type(model).__name__} has no analog layers: convert it with "
-            "analoglib.convert_to_analog(model, config) first."
-        )
-    return layers
 
 
 def _check_seed(seed: Any) -> int:
@@ -88,7 +77,7 @@ def program(model: nn.Module, seed: int) -> int:
     """
     _check_seed(seed)
     model.eval()
-    for index, (_, layer) in enumerate(_layers(model)):
+    for index, (_, layer) in enumerate(require_analog_layers(model)):
         generator = make_generator(derive_seed(seed, "program", index), layer.weight.device)
         layer.program(generator, seed=seed)
     return seed
@@ -114,7 +103,7 @@ def drift(model: nn.Module, t_inference_s: float, seed: int) -> None:
     """
     t = _check_time(t_inference_s)
     _check_seed(seed)
-    layers = _layers(model)
+    layers = require_analog_layers(model)
     unprogrammed = [name for name, layer in layers if not layer.is_programmed]
     if unprogrammed:
         raise RuntimeError(
@@ -131,7 +120,7 @@ def drift(model: nn.Module, t_inference_s: float, seed: int) -> None:
 def set_forward_seed(model: nn.Module, seed: int) -> None:
     """Restart the forward-noise streams (read and output noise) of every analog layer."""
     _check_seed(seed)
-    for index, (_, layer) in enumerate(_layers(model)):
+    for index, (_, layer) in enumerate(require_analog_layers(model)):
         layer.set_forward_seed(derive_seed(seed, "forward", index))
 
 
@@ -174,7 +163,7 @@ def evaluate(
     times = [_check_time(t) for t in t_inferences]
     if not times:
         raise ValueError("t_inferences = [] is not allowed: expected at least one time (s).")
-    layers = _layers(model)
+    layers = require_analog_layers(model)
     saved = [layer.config.drift_compensation.type for _, layer in layers]
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=n_reps * len(times), desc="evaluate", disable=not progress_enabled(progress))

@@ -8,6 +8,7 @@ from analoglib.nn.convert import (
     convert_to_analog,
     convert_to_digital,
     named_analog_layers,
+    require_analog_layers,
 )
 from analoglib.nn.linear import AnalogLinear
 from analoglib.nn.rnn import AnalogGRU, AnalogLSTM
@@ -25,4 +26,5 @@ __all__ = [
     "convert_to_analog",
     "convert_to_digital",
     "named_analog_layers",
+    "require_analog_layers",
 ]

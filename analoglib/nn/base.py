@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -120,6 +121,10 @@ class AnalogLayerBase(nn.Module):
     _gdc_alpha: Tensor | None  # (tiles, out) drift-compensation factors
     _keep_config_on_load: bool = False
     modifier_strength: float  # ramp factor of the weight modifier (HWA training)
+    # Post-training optimisers (analoglib.optim) run the network ideally and watch the tile
+    # inputs; see :meth:`ideal_forward`.
+    _ideal: bool = False
+    _input_observer: Callable[[Tensor], None] | None = None
 
     def _init_analog(
         self,
@@ -421,6 +426,8 @@ class AnalogLayerBase(nn.Module):
                 f"{type(self).__name__}: the input holds NaN or infinite values; analog layers "
                 "accept finite inputs only."
             )
+        if self._ideal:
+            return self._ideal_forward(x)
         m = self.mapping
         batch = x.shape[0]
         generator = self._forward_generator(x.device)
@@ -442,6 +449,31 @@ class AnalogLayerBase(nn.Module):
         # (groups, tiles_in, batch, out) -> digital sum over tiles_in -> (batch, groups, out)
         y = z.reshape(m.groups, m.tiles_in, batch, m.out_features)
         y = y.sum(dim=1) if m.tiles_in > 1 else y[:, 0]
+        return y.transpose(0, 1).reshape(batch, m.groups * m.out_features)
+
+    def set_ideal_forward(
+        self, enabled: bool, input_observer: Callable[[Tensor], None] | None = None
+    ) -> None:
+        """Switch the exact digital forward on or off (for post-training calibration).
+
+        While enabled, the layer computes the exact product of its reference weights with
+        its digital scales (no input range, no noise, no quantisation, no drift; the
+        programmed state is kept but not used) and passes every ``(tiles, batch, rows)``
+        tile input to ``input_observer``, before any clipping.
+        """
+        self._ideal = enabled
+        self._input_observer = input_observer if enabled else None
+
+    def _ideal_forward(self, x: Tensor) -> Tensor:
+        m = self.mapping
+        batch = x.shape[0]
+        x_tiles = self._tile_inputs(x)  # (tiles, batch, rows)
+        if self._input_observer is not None:
+            self._input_observer(x_tiles.detach())
+        z = torch.bmm(x_tiles, self.reference_tiles().transpose(1, 2))  # (tiles, batch, out)
+        scale = self.mapping_scales * self.out_scales.expand(m.n_stacked, m.out_features)
+        z = z * scale.unsqueeze(1)
+        y = z.reshape(m.groups, m.tiles_in, batch, m.out_features).sum(dim=1)
         return y.transpose(0, 1).reshape(batch, m.groups * m.out_features)
 
     # -- programming and drift ------------------------------------------------------------------

@@ -26,6 +26,7 @@ __all__ = [
     "convert_to_analog",
     "convert_to_digital",
     "named_analog_layers",
+    "require_analog_layers",
 ]
 
 #: Digital module type -> analog type. Subclasses of these types are converted as well.
@@ -57,6 +58,21 @@ def named_analog_layers(model: nn.Module) -> Iterator[tuple[str, AnalogLayerBase
     for name, module in model.named_modules():
         if isinstance(module, AnalogLayerBase):
             yield name, module
+
+
+def require_analog_layers(model: nn.Module) -> list[tuple[str, AnalogLayerBase]]:
+    """The named analog layers of ``model``.
+
+    Raises:
+        ValueError: If ``model`` has none (it was not converted).
+    """
+    layers = list(named_analog_layers(model))
+    if not layers:
+        raise ValueError(
+            f"{type(model).__name__} has no analog layers: convert it with "
+            "analoglib.convert_to_analog(model, config) first."
+        )
+    return layers
 
 
 def analog_layers(model: nn.Module) -> list[AnalogLayerBase]:

@@ -1,0 +1,16 @@
+"""Post-training optimisers: input-range calibration (and column conductance ranges).
+
+Each optimiser runs on any converted model, is deterministic given its seed, returns a
+:class:`~analoglib.optim.base.PostTrainingReport` of what it changed, and can be undone with
+``report.undo()``.
+"""
+
+from analoglib.optim.base import PostTrainingReport, default_run_batch, run_calibration
+from analoglib.optim.input_range import calibrate_input_ranges
+
+__all__ = [
+    "PostTrainingReport",
+    "calibrate_input_ranges",
+    "default_run_batch",
+    "run_calibration",
+]
