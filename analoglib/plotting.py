@@ -60,9 +60,7 @@ TIME_TICKS_S: dict[float, str] = {
 }
 #: Figure names: ``NN_<slug>__<panel>`` (conventions section 12), or
 #: ``NN_<slug>__<run>__<panel>`` for a notebook run once per ``<run>`` (e.g. per workload).
-FIGURE_NAME_RE = re.compile(
-    r"^\d\d_[a-z0-9]+(?:_[a-z0-9]+)*(?:__[a-z0-9]+(?:_[a-z0-9]+)*){1,2}$"
-)
+FIGURE_NAME_RE = re.compile(r"^\d\d_[a-z0-9]+(?:_[a-z0-9]+)*(?:__[a-z0-9]+(?:_[a-z0-9]+)*){1,2}$")
 # Metadata that would otherwise change with every run or Matplotlib version.
 _PNG_METADATA: dict[str, Any] = {"Software": None}
 _PDF_METADATA: dict[str, Any] = {"Creator": None, "Producer": None, "CreationDate": None}
