@@ -431,12 +431,12 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "rnn": {
         "smoke": {
-            "recipe": {"epochs": 2, "lr": 5e-3, "max_steps": 10, "grad_clip": 1.0},
+            "recipe": {"epochs": 1, "lr": 5e-3, "max_steps": 6, "grad_clip": 1.0},
             "config": {
                 "modifier": {"type": "pcm_noise", "std_dev": 5.0, "pdrop": 0.01},
                 "clip": {"type": "layer_gaussian", "sigma": 2.5},
             },
-            "eval_batches": 0,
+            "eval_batches": 1,
             "calibration_batches": 4,
         },
         "default": {
@@ -474,9 +474,9 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "transformer": {
         "smoke": {
-            "recipe": {"epochs": 1, "lr": 5e-4, "max_steps": 10, "grad_clip": 1.0},
+            "recipe": {"epochs": 1, "lr": 5e-4, "max_steps": 6, "grad_clip": 1.0},
             "config": {"modifier": {"type": "add_normal", "std_dev": 0.06}},
-            "eval_batches": 0,
+            "eval_batches": 1,
             "calibration_batches": 4,
         },
         "default": {
