@@ -396,11 +396,14 @@ def plot_sweep_a_star(
         values = part["scale"].to_numpy(dtype=float)
         if item.kind == "bits":
             ax.invert_xaxis()
-            ax.xaxis.set_major_locator(FixedLocator(sorted(set(values))))
         elif (values > 0).all():
             ax.set_xscale("log")
         else:
             ax.set_xscale("symlog", linthresh=float(values[values > 0].min()))
+        # Ticks at the grid values, as plain numbers (log-axis labels would overlap).
+        ax.xaxis.set_major_locator(FixedLocator(sorted(set(values.tolist()))))
+        ax.xaxis.set_major_formatter(lambda value, _pos: f"{value:g}")
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.axhline(threshold * 100, color="0.3", linestyle="--", linewidth=0.8)
         ax.axvline(item.standard_value, color="0.6", linestyle=":", linewidth=0.8)
         ax.set_title(item.label)
@@ -464,6 +467,9 @@ def plot_a_star_vs_mvm_error(
             )
         ax.axvline(target * 100, color="0.3", linestyle=":", linewidth=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100, 200, 500]))
+        ax.xaxis.set_major_formatter(lambda value, _pos: f"{value:g}")
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_title(workload)
         ax.set_xlabel("MVM error at 1 h (%)")
     axes[0, 0].set_ylabel("A* at 1 h (%)")
@@ -477,6 +483,7 @@ def plot_tolerance_heatmap(
     workloads: list[str] | None = None,
     nonidealities: list[str] | None = None,
     threshold: float = 0.99,
+    title: str | None = None,
 ) -> Figure:
     """Tolerance of every nonideality (rows) for every workload (columns) as a heatmap.
 
@@ -490,7 +497,8 @@ def plot_tolerance_heatmap(
         tolerances: From :func:`analoglib.sweeps.tolerance_table`.
         workloads: Columns in this order (default: as in ``tolerances``).
         nonidealities: Rows in this order (default: as in ``tolerances``).
-        threshold: The A* of the tolerance, for the title.
+        threshold: The A* of the tolerance, for the default title.
+        title: Axes title; by default ``Tolerance at A* (1 h) >= <threshold>``.
 
     Returns:
         The figure (single-column width).
@@ -528,5 +536,5 @@ def plot_tolerance_heatmap(
     for spine in ax.spines.values():
         spine.set_visible(False)
     fig.colorbar(image, ax=ax, label="Tolerated part of swept range")
-    ax.set_title(f"Tolerance at A* (1 h) >= {threshold:.0%}")
+    ax.set_title(f"Tolerance at A* (1 h) >= {threshold:.0%}" if title is None else title)
     return fig

@@ -822,12 +822,16 @@ def _grid_reach(item: Nonideality, values: np.ndarray, tolerance: float, censore
     return float(min(max((x - lo) / (hi - lo), 0.0), 1.0))
 
 
-def tolerance_table(summary: pd.DataFrame, threshold: float = ISO_ACCURACY) -> pd.DataFrame:
+def tolerance_table(
+    summary: pd.DataFrame, threshold: float | Mapping[str, float] = ISO_ACCURACY
+) -> pd.DataFrame:
     """Tolerance of every (workload, nonideality): how far it can be scaled with A* >= 99 %.
 
     Args:
         summary: From :func:`summarize`.
-        threshold: The A*_1h to keep.
+        threshold: The A*_1h to keep, or one per workload (e.g. the standard model's A* minus
+            0.01, a tolerance relative to the unswept model for models that are not
+            iso-accurate at standard).
 
     Returns:
         One row per pair: ``tolerance`` (a factor on the standard value, the fewest bits, or
@@ -842,8 +846,9 @@ def tolerance_table(summary: pd.DataFrame, threshold: float = ISO_ACCURACY) -> p
     for (workload, name), part in summary.groupby(["workload", "nonideality"], sort=False):
         item = get_nonideality(str(name))
         values = part["scale"].to_numpy(dtype=float)
+        level = threshold[str(workload)] if isinstance(threshold, Mapping) else threshold
         tolerance, censored = interpolate_tolerance(
-            item, values, part["a_star_mean"].to_numpy(dtype=float), threshold
+            item, values, part["a_star_mean"].to_numpy(dtype=float), level
         )
         if censored == "below":
             text = "none"
@@ -856,6 +861,7 @@ def tolerance_table(summary: pd.DataFrame, threshold: float = ISO_ACCURACY) -> p
                 "kind": item.kind,
                 "tolerance": tolerance,
                 "censored": censored,
+                "threshold": level,
                 "text": text,
                 "reach": _grid_reach(item, values, tolerance, censored),
             }

@@ -413,3 +413,15 @@ def test_plots_draw_the_sweep(tmp_path: Path) -> None:
         plt.close(fig)
     with pytest.raises(ValueError, match="summary lacks"):
         al.plotting.plot_sweep_a_star(summary.drop(columns="a_star_std"))
+
+
+def test_tolerance_table_takes_one_threshold_per_workload() -> None:
+    summary = _summary_rows()
+    absolute = sweeps.tolerance_table(summary, threshold=0.999)
+    relative = sweeps.tolerance_table(summary, threshold={"cnn": 0.985, "rnn": 0.999})
+    cnn_out = "workload == 'cnn' and nonideality == 'out_noise'"
+    assert absolute.query(cnn_out)["censored"].item() == "below"
+    # cnn out_noise: 0.995 at 1x, 0.9 at 2x -> crosses 0.985 at 10/95 of the way in log scale
+    expected = math.exp(math.log(2) * (0.995 - 0.985) / (0.995 - 0.9))
+    assert relative.query(cnn_out)["tolerance"].item() == pytest.approx(expected)
+    assert set(relative["threshold"]) == {0.985, 0.999}
