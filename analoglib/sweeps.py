@@ -308,6 +308,9 @@ class SweepSpec:
             evaluation subset, ``{"cnn": {"max_eval_batches": 2}}``); evaluation-only
             parameters keep the cached FP checkpoint.
         fp_seed: Seed of the workloads (their cached FP checkpoints).
+        device: ``"cpu"`` or ``"cuda"``: where the workloads are evaluated (noise draws differ
+            between the two, so it is part of the results' identity). The random-tile MVM error
+            is always computed on the CPU.
         calibration_batches: Training batches of the input-range calibration.
         calibration_percentile: Percentile of the calibrated input ranges.
         calibration_samples: Input vectors sampled per tile by the calibration.
@@ -324,6 +327,7 @@ class SweepSpec:
     t_inference_s: float = 3600.0
     workload_overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     fp_seed: int = 0
+    device: str = "cpu"
     calibration_batches: int = 10
     calibration_percentile: float = 99.995
     calibration_samples: int = 1000
@@ -364,6 +368,11 @@ class SweepSpec:
             raise ValueError(
                 f"t_inference_s = {t!r} is not allowed: expected a finite time >= 0 s."
             )
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(
+                f"device = {self.device!r} is not allowed: expected 'cpu' or 'cuda' (the "
+                "device type; resolve 'auto' with analoglib.get_device first)."
+            )
         unknown = sorted(set(self.workload_overrides) - set(self.workloads))
         if unknown:
             raise ValueError(
@@ -391,6 +400,7 @@ class SweepSpec:
                     "t_inference_s": float(self.t_inference_s),
                     "workload_overrides": {k: dict(v) for k, v in self.workload_overrides.items()},
                     "fp_seed": self.fp_seed,
+                    "device": self.device,
                     "calibration": {
                         "batches": self.calibration_batches,
                         "percentile": self.calibration_percentile,
@@ -574,8 +584,9 @@ def prepare_workload(spec: SweepSpec, name: str, progress: bool = True) -> _Prep
     fp_metrics = cached_metrics(workload)
     if fp_metrics is None:
         with torch.no_grad():
-            fp_metrics = workload.evaluate(workload.model.eval())
-    model = convert_to_analog(workload.model, standard_hwa_2023(), seed=spec.fp_seed)
+            fp_metrics = workload.evaluate(workload.model.to(spec.device).eval())
+    fp_model = workload.model.to(spec.device)
+    model = convert_to_analog(fp_model, standard_hwa_2023(), seed=spec.fp_seed)
 
     def run_batch(model: nn.Module, batch: Any) -> Any:
         return workload.batch_loss(model, batch)

@@ -85,6 +85,8 @@ def test_unknown_nonideality_and_bad_spec_raise() -> None:
         SweepSpec(workloads=("cnn",), grids={"drift": (1.0,)}, n_reps=0)
     with pytest.raises(ValueError, match="workload_overrides"):
         SweepSpec(workloads=("cnn",), grids={"drift": (1.0,)}, workload_overrides={"rnn": {}})
+    with pytest.raises(ValueError, match="device = 'auto'"):
+        SweepSpec(workloads=("cnn",), grids={"drift": (1.0,)}, device="auto")
 
 
 # -- every scaled nonideality changes the MVM error monotonically --------------------------------
