@@ -18,6 +18,7 @@ from analoglib import (  # noqa: E402
     optim,
     plotting,
     presets,
+    sweeps,
     tiles,
     training,
     utils,
@@ -40,6 +41,7 @@ from analoglib.nn import (  # noqa: E402
     convert_to_analog,
     convert_to_digital,
     named_analog_layers,
+    replace_config,
 )
 from analoglib.summary import summary  # noqa: E402
 from analoglib.utils import get_device, paths, seed_everything  # noqa: E402
@@ -70,10 +72,12 @@ __all__ = [
     "program",
     "program_analog_weights",
     "random_tile_mvm_error",
+    "replace_config",
     "save",
     "seed_everything",
     "set_forward_seed",
     "summary",
+    "sweeps",
     "tiles",
     "training",
     "utils",

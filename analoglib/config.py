@@ -292,9 +292,18 @@ class PCMNoiseParameters(_Group):
         prog_noise_scale: Multiplies the programming-noise sigma (0 switches it off).
         drift_scale: Multiplies every drift exponent nu (0 switches drift off).
         read_noise_scale: Multiplies the accumulated 1/f read noise (0 switches it off).
+        stuck_fraction: Probability that a device is stuck (defective), drawn independently
+            for each device (both devices of every pair) at programming time. 0 switches
+            stuck devices off (the standard model).
+        stuck_kind: Where a stuck device sits: ``"reset"`` (0 uS, the reset state),
+            ``"g_max"`` (at ``g_max_uS``) or ``"random"`` (uniform in [0, ``g_max_uS``], drawn
+            per device). A stuck device ignores programming (no programming noise) and then
+            behaves as a PCM device at that conductance: its drift exponent is drawn from the
+            stuck conductance and it shows 1/f read noise like any device.
 
     References:
-        Nandakumar et al. 2019; ``aimc-model.md`` sections 5.1-5.4.
+        Nandakumar et al. 2019; Rasch et al. 2023 (stuck-at faults); ``aimc-model.md``
+        sections 5.1-5.4, 9 (PCM_NOISE step 2) and 13.1.
     """
 
     _group_name: ClassVar[str] = "noise_model"
@@ -308,6 +317,10 @@ class PCMNoiseParameters(_Group):
     prog_noise_scale: float = 1.0
     drift_scale: float = 1.0
     read_noise_scale: float = 1.0
+    stuck_fraction: float = 0.0
+    stuck_kind: str = "reset"
+
+    STUCK_KINDS: ClassVar[tuple[str, ...]] = ("reset", "g_max", "random")
 
     def validate(self) -> None:
         g = self._group_name
@@ -327,6 +340,8 @@ class PCMNoiseParameters(_Group):
         _check_non_negative(g, "prog_noise_scale", self.prog_noise_scale)
         _check_non_negative(g, "drift_scale", self.drift_scale)
         _check_non_negative(g, "read_noise_scale", self.read_noise_scale)
+        _check_fraction(g, "stuck_fraction", self.stuck_fraction)
+        _check_choice(g, "stuck_kind", self.stuck_kind, self.STUCK_KINDS)
 
 
 @dataclass

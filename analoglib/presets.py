@@ -79,6 +79,8 @@ def standard_hwa_2023() -> PCMConfig:
             prog_noise_scale=1.0,
             drift_scale=1.0,
             read_noise_scale=1.0,
+            stuck_fraction=0.0,
+            stuck_kind="reset",
         ),
         drift_compensation=DriftCompensationParameters(type="global"),
         modifier=WeightModifierParameters(type="none"),

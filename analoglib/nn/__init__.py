@@ -8,6 +8,7 @@ from analoglib.nn.convert import (
     convert_to_analog,
     convert_to_digital,
     named_analog_layers,
+    replace_config,
     require_analog_layers,
 )
 from analoglib.nn.linear import AnalogLinear
@@ -26,5 +27,6 @@ __all__ = [
     "convert_to_analog",
     "convert_to_digital",
     "named_analog_layers",
+    "replace_config",
     "require_analog_layers",
 ]

@@ -502,7 +502,8 @@ class AnalogLayerBase(nn.Module):
         """Draw one programming realisation of every device and keep it.
 
         Both devices of each differential pair are programmed: programming noise on the target
-        conductance, and one drift exponent per device drawn from its target conductance. The
+        conductance, stuck devices if ``noise_model.stuck_fraction > 0`` (they keep their stuck
+        value), and one drift exponent per device drawn from its target (or stuck) conductance. The
         weights are then those right after programming (no drift, no read noise), and the
         drift-compensation baseline is read out.
 
@@ -521,10 +522,12 @@ class AnalogLayerBase(nn.Module):
         # (2, tiles, out, rows): targets of G+ and G-, then both devices programmed at once.
         g_target, g_scale = self.noise_model.weight_to_conductance(tiles, wmax)
         g_prog = self.noise_model.apply_programming_noise(g_target, generator)
+        # Stuck devices (if any) replace their programmed value and the state nu is drawn from.
+        g_prog, g_state, _ = self.noise_model.apply_stuck_devices(g_prog, g_target, generator)
         if m.is_padded:  # padded rows hold no device
             g_prog.mul_(self._row_mask)
-        nu = self.noise_model.generate_drift_coefficients(g_target, generator).half()
-        del g_target
+        nu = self.noise_model.generate_drift_coefficients(g_state, generator).half()
+        del g_target, g_state
         self._g_prog, self._nu, self._g_scale = g_prog, nu, g_scale
         self._weight_t = (g_prog[0] - g_prog[1]).div_(g_scale)
         self._t_inference_s = 0.0
@@ -574,6 +577,44 @@ class AnalogLayerBase(nn.Module):
         if self._gdc_baseline is not None:
             readout = self._gdc_readout(self._weight_t, generator)
             self._gdc_alpha = (self._gdc_baseline / readout)[:, self._out_tile]
+
+    #: Config groups that fix the layer's structure (tiles, scales, input-range parameters);
+    #: :meth:`replace_config` refuses to change them.
+    STRUCTURAL_GROUPS = ("mapping", "pre_post")
+
+    def replace_config(self, config: PCMConfig) -> None:
+        """Use another crossbar config for the same mapped weights.
+
+        The counterpart of aihwkit's ``replace_rpu_config``. The forward model, the PCM noise
+        model, drift compensation, modifier, clip and remap settings may change; the
+        programming realisation is dropped, because it was drawn under the old noise model
+        (program again before evaluating).
+
+        Args:
+            config: The new config (copied).
+
+        Raises:
+            ValueError: If ``config`` is not a :class:`~analoglib.config.PCMConfig` or differs in
+                a structural group (``mapping``, ``pre_post``), which would need a new
+                conversion.
+        """
+        if not isinstance(config, PCMConfig):
+            raise ValueError(f"config = {config!r} is not allowed: expected a PCMConfig.")
+        structural = [
+            line
+            for line in self.config.differences(config)
+            if line.split(".", 1)[0] in self.STRUCTURAL_GROUPS
+        ]
+        if structural:
+            raise ValueError(
+                f"config differs in structural fields ({'; '.join(structural)}): these fix the "
+                "tiles and parameters of the layer; convert the digital model again instead."
+            )
+        self.config = config.copy()
+        self.noise_model = PCMNoiseModel(self.config.noise_model)
+        rows_used = self._row_mask.sum(dim=2).to(self._ir_scale.dtype)  # (tiles, 1)
+        self._ir_scale = (rows_used / self.config.forward.ir_drop_g_ratio).view(-1, 1, 1)
+        self.reset_programming()
 
     def reset_programming(self) -> None:
         """Forget the programming realisation (back to the reference weights)."""

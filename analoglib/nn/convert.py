@@ -26,6 +26,7 @@ __all__ = [
     "convert_to_analog",
     "convert_to_digital",
     "named_analog_layers",
+    "replace_config",
     "require_analog_layers",
 ]
 
@@ -78,6 +79,35 @@ def require_analog_layers(model: nn.Module) -> list[tuple[str, AnalogLayerBase]]
 def analog_layers(model: nn.Module) -> list[AnalogLayerBase]:
     """Every analog layer of ``model`` in module order."""
     return [layer for _, layer in named_analog_layers(model)]
+
+
+def replace_config(model: nn.Module, config: PCMConfig) -> nn.Module:
+    """Give every analog layer of ``model`` a copy of ``config``, in place.
+
+    Only run-time groups may differ from the layers' configs (forward, noise_model,
+    drift_compensation, modifier, clip, remap); tiles, digital scales, input ranges and
+    learned parameters stay as they are. Every programming realisation is dropped: program
+    again before evaluating. Used to evaluate one converted (and calibrated) model under many
+    nonideality settings.
+
+    Args:
+        model: A converted model.
+        config: The new config.
+
+    Returns:
+        ``model``.
+
+    Raises:
+        ValueError: If ``model`` has no analog layers, or ``config`` differs from a layer's
+            config in ``mapping`` or ``pre_post`` (see
+            :meth:`~analoglib.nn.base.AnalogLayerBase.replace_config`).
+    """
+    for name, layer in require_analog_layers(model):
+        try:
+            layer.replace_config(config)
+        except ValueError as err:
+            raise ValueError(f"layer {name!r}: {err}") from err
+    return model
 
 
 def _convertible(module: nn.Module) -> type[nn.Module] | None:

@@ -51,7 +51,12 @@ class PCMNoiseModel:
         return (
             f"PCMNoiseModel(g_max_uS={p.g_max_uS}, t0_s={p.t0_s}, prog_noise_scale="
             f"{p.prog_noise_scale}, drift_scale={p.drift_scale}, "
-            f"read_noise_scale={p.read_noise_scale})"
+            f"read_noise_scale={p.read_noise_scale}"
+            + (
+                f", stuck_fraction={p.stuck_fraction}, stuck_kind={p.stuck_kind!r})"
+                if p.stuck_fraction
+                else ")"
+            )
         )
 
     # -- differential pair ------------------------------------------------------------------
@@ -145,6 +150,57 @@ class PCMNoiseModel:
         sigma = self._prog_sigma(g_target_uS, self.params.prog_noise_scale)
         return torch.addcmul(g_target_uS, noise, sigma).clamp_(min=0.0)
 
+    def apply_stuck_devices(
+        self, g_prog_uS: Tensor, g_target_uS: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Make a random fraction of the devices stuck (defective), at programming time.
+
+        Each device is stuck independently with probability ``stuck_fraction``. A stuck device
+        ignores programming: its programmed conductance is the stuck value exactly (0 uS for
+        ``"reset"``, ``g_max`` for ``"g_max"``, uniform in [0, g_max] for ``"random"``). Its
+        state for the drift exponent is also the stuck value, so after programming it behaves
+        as any PCM device at that conductance (drift from :meth:`generate_drift_coefficients`,
+        1/f read noise from :meth:`apply_drift_noise`). With ``stuck_fraction = 0`` nothing is
+        drawn and the inputs come back unchanged.
+
+        The draws are one uniform number per device (stuck if below ``stuck_fraction``), plus
+        one uniform stuck value per device for ``"random"``; their number does not depend on
+        the fraction, so two fractions with the same generator give nested sets of stuck
+        devices.
+
+        Args:
+            g_prog_uS: Programmed conductances (uS), any shape.
+            g_target_uS: Target conductances (uS), same shape.
+            generator: Source of the draws (the programming generator).
+
+        Returns:
+            ``(g_prog, g_state, stuck)``: programmed conductances with the stuck values in
+            place, the conductances from which drift exponents are drawn (the target, or the
+            stuck value), and the boolean mask of stuck devices.
+
+        References:
+            Rasch et al. 2023 (stuck-at-zero, g_max and random faults); ``aimc-model.md``
+            sections 9 (PCM_NOISE step 2) and 13.1.
+        """
+        p = self.params
+        if p.stuck_fraction == 0:
+            return g_prog_uS, g_target_uS, torch.zeros_like(g_prog_uS, dtype=torch.bool)
+        shape, device, dtype = g_prog_uS.shape, g_prog_uS.device, g_prog_uS.dtype
+        stuck = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+        stuck = stuck < p.stuck_fraction
+        value: Tensor | float
+        if p.stuck_kind == "reset":
+            value = 0.0
+        elif p.stuck_kind == "g_max":
+            value = p.g_max_uS
+        else:  # "random"
+            value = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+            value.mul_(p.g_max_uS)
+        value_t = torch.as_tensor(value, device=device, dtype=dtype)
+        g_prog = torch.where(stuck, value_t, g_prog_uS)
+        g_state = torch.where(stuck, value_t, g_target_uS)
+        return g_prog, g_state, stuck
+
     def generate_drift_coefficients(
         self, g_target_uS: Tensor, generator: torch.Generator
     ) -> Tensor:
@@ -195,7 +251,7 @@ class PCMNoiseModel:
     def apply_noise(
         self, weight: Tensor, t_inference_s: float, generator: torch.Generator
     ) -> Tensor:
-        """Programming noise, fresh drift exponents, drift and read noise in one go.
+        """Programming noise, stuck devices, fresh drift exponents, drift and read noise at once.
 
         Args:
             weight: Normalised weights of one tile (abs-max maps to ``g_max``).
@@ -207,6 +263,7 @@ class PCMNoiseModel:
         """
         g_target, scale = self.weight_to_conductance(weight, weight.abs().max())
         g_prog = self.apply_programming_noise(g_target, generator)
-        nu = self.generate_drift_coefficients(g_target, generator)
+        g_prog, g_state, _ = self.apply_stuck_devices(g_prog, g_target, generator)
+        nu = self.generate_drift_coefficients(g_state, generator)
         g = self.apply_drift_noise(g_prog, nu, t_inference_s, generator)
         return (g[0] - g[1]) / scale
