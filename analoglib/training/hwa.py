@@ -55,8 +55,9 @@ from analoglib.config import PCMConfig
 from analoglib.inference import evaluate, set_forward_seed
 from analoglib.nn.base import AnalogLayerBase
 from analoglib.nn.convert import analog_layers, convert_to_analog
-from analoglib.training.loops import OPTIMIZERS, fit, make_optimizer
+from analoglib.training.loops import fit, make_optimizer
 from analoglib.utils import derive_seed
+from analoglib.workloads.base import TrainRecipe, cache_path
 
 __all__ = [
     "HWA_PROFILES",
@@ -329,52 +330,32 @@ def distillation_batch_loss(
 
 # -- recipes -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class HWARecipe:
+class HWARecipe(TrainRecipe):
     """How a workload's FP model is retrained hardware-aware (see :func:`train_hwa`).
 
+    The fields of :class:`~analoglib.workloads.base.TrainRecipe` (``epochs``, ``lr``,
+    ``optimizer``, ``weight_decay``, ``max_steps``, ``grad_clip``, ``lr_decay``), plus:
+
     Attributes:
-        epochs: Passes over the training loader (each capped at ``max_steps``).
-        lr: Learning rate.
-        optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9).
-        weight_decay: L2 weight decay.
-        max_steps: Optimiser steps per epoch at most (0: the whole loader).
-        grad_clip: Gradient-norm clip (0: none).
-        lr_decay: Learning-rate factor per epoch.
         ramp_steps: Optimiser steps over which the weight-noise strength rises linearly from 0
             (0: full strength from the start).
         distill_weight: Share of the distillation loss from the FP model (0: none).
         distill_temperature: Softmax temperature of the distillation.
     """
 
-    epochs: int
-    lr: float
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    max_steps: int = 0
-    grad_clip: float = 0.0
-    lr_decay: float = 1.0
     ramp_steps: int = 0
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "max_steps", "ramp_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} = {value!r} is not allowed: expected an integer >= 0.")
-        if self.optimizer not in OPTIMIZERS:
+        super().__post_init__()
+        if (
+            not isinstance(self.ramp_steps, int)
+            or isinstance(self.ramp_steps, bool)
+            or (self.ramp_steps < 0)
+        ):
             raise ValueError(
-                f"optimizer = {self.optimizer!r} is not allowed: expected one of "
-                f"{', '.join(map(repr, OPTIMIZERS))}."
-            )
-        if not self.lr > 0:
-            raise ValueError(f"lr = {self.lr!r} is not allowed: expected a learning rate > 0.")
-        for name in ("weight_decay", "grad_clip"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} = {getattr(self, name)!r} is not allowed: expected >= 0.")
-        if not 0 < self.lr_decay <= 1:
-            raise ValueError(
-                f"lr_decay = {self.lr_decay!r} is not allowed: expected a factor in (0, 1]."
+                f"ramp_steps = {self.ramp_steps!r} is not allowed: expected an integer >= 0."
             )
         if not 0 <= self.distill_weight <= 1:
             raise ValueError(
@@ -556,8 +537,6 @@ def hwa_recipe(
 # -- the HWA training driver -------------------------------------------------------------------
 def hwa_cache_path(workload: Any, config: PCMConfig, recipe: HWARecipe) -> Path:
     """``data/cache/hwa/<name>/<hash>.pt``, keyed by the workload, the config and the recipe."""
-    from analoglib.workloads.base import cache_path
-
     return cache_path(
         workload, kind="hwa", config=config.to_dict(), recipe=dataclasses.asdict(recipe)
     )

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from analoglib.metrics import normalized_accuracy
-from analoglib.training.loops import fit
+from analoglib.training.loops import OPTIMIZERS, fit
 from analoglib.utils import PROFILES, paths
 
 __all__ = [
@@ -80,6 +80,26 @@ class TrainRecipe:
     max_steps: int = 0
     grad_clip: float = 0.0
     lr_decay: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "max_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} = {value!r} is not allowed: expected an integer >= 0.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer = {self.optimizer!r} is not allowed: expected one of "
+                f"{', '.join(map(repr, OPTIMIZERS))}."
+            )
+        if not self.lr > 0:
+            raise ValueError(f"lr = {self.lr!r} is not allowed: expected a learning rate > 0.")
+        for name in ("weight_decay", "grad_clip"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} = {getattr(self, name)!r} is not allowed: expected >= 0.")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(
+                f"lr_decay = {self.lr_decay!r} is not allowed: expected a factor in (0, 1]."
+            )
 
 
 @dataclass
