@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+from synthetic import synthetic_workload
 from torch import Tensor, nn
 
 import analoglib as al
@@ -281,43 +282,7 @@ _PROFILES = {p: {"hidden": 8, "epochs": 1} for p in ("smoke", "default", "paper"
 
 @base.register("unit_test_hwa", _PROFILES)
 def _build(parameters: dict[str, Any]) -> base.Workload:
-    """Tiny classifier on a fixed separable problem, with a shuffling loader (test fixture)."""
-    generator = torch.Generator().manual_seed(parameters["seed"])
-    x = torch.randn(96, 6, generator=generator)
-    y = (x[:, 0] + x[:, 1] > 0).long()
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x, y),
-        batch_size=16,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(parameters["seed"]),
-    )
-    model = nn.Sequential(
-        nn.Linear(6, parameters["hidden"]), nn.ReLU(), nn.Linear(parameters["hidden"], 2)
-    )
-
-    def batch_loss(model: nn.Module, batch: Any) -> tuple[Tensor, int]:
-        return nn.functional.cross_entropy(model(batch[0]), batch[1]), len(batch[1])
-
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        model.eval()
-        with torch.no_grad():
-            accuracy = float((model(x).argmax(1) == y).float().mean())
-        return {"accuracy": accuracy, "error": 1 - accuracy}
-
-    return base.Workload(
-        name="unit_test_hwa",
-        parameters=parameters,
-        model=model,
-        train_loader=loader,
-        eval_loader=loader,
-        batch_loss=batch_loss,
-        evaluate=evaluate,
-        metric="accuracy",
-        higher_is_better=True,
-        chance_error=0.5,
-        recipe=base.TrainRecipe(epochs=parameters["epochs"], lr=0.05),
-        description="synthetic test fixture",
-    )
+    return synthetic_workload("unit_test_hwa", parameters, 96, 6, shuffle=True)
 
 
 @pytest.fixture

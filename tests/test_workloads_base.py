@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import torch
-from torch import Tensor, nn
+from synthetic import synthetic_workload
 
 import analoglib as al
 from analoglib.utils import _Paths
@@ -23,39 +23,7 @@ N_TRAIN = 64
 
 @base.register("unit_test_linear", PROFILES)
 def _build(parameters: dict[str, Any]) -> base.Workload:
-    """A tiny classifier on a fixed linearly separable problem (test fixture only)."""
-    generator = torch.Generator().manual_seed(parameters["seed"])
-    x = torch.randn(N_TRAIN, 4, generator=generator)
-    y = (x[:, 0] > 0).long()
-    data = list(zip(x.split(16), y.split(16), strict=True))
-    model = nn.Sequential(
-        nn.Linear(4, parameters["hidden"]), nn.ReLU(), nn.Linear(parameters["hidden"], 2)
-    )
-
-    def batch_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
-        return nn.functional.cross_entropy(model(batch[0]), batch[1]), len(batch[1])
-
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        model.eval()
-        with torch.no_grad():
-            accuracy = float((model(x).argmax(1) == y).float().mean())
-        return {"accuracy": accuracy, "error": 1 - accuracy}
-
-    return base.Workload(
-        name="unit_test_linear",
-        parameters=parameters,
-        model=model,
-        train_loader=data,
-        eval_loader=data,
-        batch_loss=batch_loss,
-        evaluate=evaluate,
-        metric="accuracy",
-        higher_is_better=True,
-        chance_error=0.5,
-        recipe=base.TrainRecipe(epochs=parameters["epochs"], lr=0.05),
-        description="synthetic test fixture",
-        split_sizes={"train": N_TRAIN},
-    )
+    return synthetic_workload("unit_test_linear", parameters, N_TRAIN, 4, shuffle=False)
 
 
 @pytest.fixture
