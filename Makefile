@@ -4,7 +4,8 @@
 #   tests:     make env data lint test smoke      (what .ci/run runs)
 #
 # Variables: VENV (default .venv), PYTHON (interpreter that creates the venv), NB (notebook
-# stems to run, default all: `make smoke NB=00_quickstart`), CLEAN_CACHE=1 (for `clean`).
+# stems to run, default all: `make smoke NB=00_quickstart`; a notebook listed in RUNS_<stem> runs
+# once per workload), CLEAN_CACHE=1 (for `clean`).
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -36,6 +37,14 @@ test smoke: export TRANSFORMERS_OFFLINE := 1
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 ALL_NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 NB ?= $(patsubst notebooks/%.ipynb,%,$(NOTEBOOKS))
+# Notebooks run once per workload: RUNS_<stem> lists the values papermill injects as
+# `-p workload <w>`; each run is named <stem>__<w> (executed copy, results JSON, figures).
+RUNS_02_hwa_retraining := cnn rnn transformer
+# Every run as stem:workload (or just stem for a notebook run once).
+NB_RUNS = $(foreach s,$(NB),$(if $(RUNS_$(s)),$(foreach w,$(RUNS_$(s)),$(s):$(w)),$(s)))
+# Shell snippet: from $$run set stem, name (<stem> or <stem>__<w>) and inject (-p workload <w>).
+SPLIT_RUN = stem="$${run%%:*}"; name="$$stem"; inject=""; \
+	if [ "$$run" != "$$stem" ]; then name="$${stem}__$${run\#*:}"; inject="-p workload $${run\#*:}"; fi
 LINT_PATHS := $(wildcard analoglib tests benchmarks tools)
 # Keep tags and kernelspec (papermill/nbval need them); also drop papermill run metadata.
 NBSTRIPOUT_ARGS = --extra-keys "metadata.papermill cell.metadata.papermill"
@@ -127,15 +136,16 @@ smoke: $(ENV_STAMP) ## every notebook at its smoke profile (papermill prepare + 
 	@$(BANNER)
 	@rm -rf build/smoke build/results/smoke
 	@mkdir -p build/smoke
-	@for stem in $(NB); do \
+	@for run in $(NB_RUNS); do \
+		$(SPLIT_RUN); \
 		yaml="notebooks/params/smoke/$$stem.yaml"; \
 		if [ ! -f "$$yaml" ]; then \
 			echo "make smoke: missing $$yaml (smoke parameters for notebooks/$$stem.ipynb)" >&2; \
 			exit 1; \
 		fi; \
-		echo "+ papermill --prepare-only -k python3 -f $$yaml notebooks/$$stem.ipynb build/smoke/$$stem.ipynb"; \
-		$(PY) -m papermill --prepare-only -k python3 -f "$$yaml" \
-			"notebooks/$$stem.ipynb" "build/smoke/$$stem.ipynb"; \
+		echo "+ papermill --prepare-only -k python3 -f $$yaml $$inject notebooks/$$stem.ipynb build/smoke/$$name.ipynb"; \
+		$(PY) -m papermill --prepare-only -k python3 -f "$$yaml" $$inject \
+			"notebooks/$$stem.ipynb" "build/smoke/$$name.ipynb"; \
 	done
 	@rc=0; \
 	if [ -n "$(strip $(NB))" ]; then \
@@ -155,10 +165,11 @@ smoke-expected: $(ENV_STAMP) ## rewrite tests/expected/<stem>.smoke.json from th
 notebooks: $(ENV_STAMP) ## run every notebook at its default profile into build/executed/
 	@$(BANNER)
 	@mkdir -p build/executed
-	@for stem in $(NB); do \
-		echo "+ papermill notebooks/$$stem.ipynb build/executed/$$stem.ipynb -k python3 --cwd notebooks --log-output"; \
-		$(PY) -m papermill "notebooks/$$stem.ipynb" "build/executed/$$stem.ipynb" \
-			-k python3 --cwd notebooks --log-output; \
+	@for run in $(NB_RUNS); do \
+		$(SPLIT_RUN); \
+		echo "+ papermill notebooks/$$stem.ipynb build/executed/$$name.ipynb -k python3 --cwd notebooks --log-output $$inject"; \
+		$(PY) -m papermill "notebooks/$$stem.ipynb" "build/executed/$$name.ipynb" \
+			-k python3 --cwd notebooks --log-output $$inject; \
 	done
 
 figures: notebooks ## `notebooks`, then regenerate figures/README.md
@@ -167,13 +178,14 @@ figures: notebooks ## `notebooks`, then regenerate figures/README.md
 paper: $(ENV_STAMP) ## paper profile into build/paper/ (needs network, usually a GPU)
 	@$(BANNER)
 	@mkdir -p build/paper
-	@for stem in $(NB); do \
+	@for run in $(NB_RUNS); do \
+		$(SPLIT_RUN); \
 		yaml="notebooks/params/paper/$$stem.yaml"; \
-		if [ ! -f "$$yaml" ]; then echo "make paper: no $$yaml, skipping $$stem"; continue; fi; \
-		echo "+ papermill notebooks/$$stem.ipynb build/paper/$$stem.ipynb -k python3 --cwd notebooks --log-output -f $$yaml"; \
+		if [ ! -f "$$yaml" ]; then echo "make paper: no $$yaml, skipping $$name"; continue; fi; \
+		echo "+ papermill notebooks/$$stem.ipynb build/paper/$$name.ipynb -k python3 --cwd notebooks --log-output -f $$yaml $$inject"; \
 		env -u HF_HUB_OFFLINE -u HF_DATASETS_OFFLINE -u TRANSFORMERS_OFFLINE \
-			$(PY) -m papermill "notebooks/$$stem.ipynb" "build/paper/$$stem.ipynb" \
-			-k python3 --cwd notebooks --log-output -f "$$yaml"; \
+			$(PY) -m papermill "notebooks/$$stem.ipynb" "build/paper/$$name.ipynb" \
+			-k python3 --cwd notebooks --log-output -f "$$yaml" $$inject; \
 	done
 
 benchmark: $(ENV_STAMP) ## forward-pass and programming benchmarks (benchmarks/)

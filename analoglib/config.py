@@ -356,13 +356,25 @@ class WeightModifierParameters(_Group):
     """Weight noise injected during hardware-aware training (one draw per mini-batch).
 
     Attributes:
-        type: ``"none"``, ``"add_normal"`` (w += std_dev * a * xi) or ``"mult_normal"``
-            (w += w * std_dev * a * xi).
-        std_dev: Noise strength (relative to the weight abs-max ``a``).
+        type: ``"none"``, ``"add_normal"`` (w += std_dev * a * xi), ``"mult_normal"``
+            (w += w * std_dev * a * xi), ``"prog_noise"`` (PCM-like programming noise,
+            sigma = std_dev / g_max * sum_k c_k (|w|/a)^k, w <- sign(w) |w + a sigma xi|) or
+            ``"pcm_noise"`` (programming noise, drift variation without mean drift and 1/f read
+            noise of the PCM statistics at ``pcm_t_inference_s``, section 9).
+        std_dev: Noise strength (relative to the weight abs-max ``a``; for ``prog_noise`` and
+            ``pcm_noise`` a multiple of the PCM statistics, e.g. 3.0 in the ResNet recipe).
         pdrop: Probability of dropping a weight to 0 (drop-connect), in [0, 1).
         rel_to_actual_wmax: Use the actual abs-max of the tile as ``a`` (else ``assumed_wmax``).
         assumed_wmax: ``a`` when ``rel_to_actual_wmax`` is False.
         enable_during_test: Also apply the modifier in evaluation mode.
+        coeffs: Polynomial (c0, c1, c2) of the programming-noise sigma in uS, in ``|w| / a``
+            (``prog_noise``) or ``|g| / g_max`` (``pcm_noise``).
+        g_max_uS: Conductance of the weight abs-max ``a`` (uS).
+        pcm_t_inference_s: Time after programming of the ``pcm_noise`` statistics (s).
+        pcm_t0_s: Reference time ``t0`` of the ``pcm_noise`` drift and read noise (s).
+
+    The strength can be ramped during training without changing the config: see
+    :func:`analoglib.training.set_modifier_strength`.
 
     References:
         ``aimc-model.md`` sections 9, 10.
@@ -376,8 +388,18 @@ class WeightModifierParameters(_Group):
     rel_to_actual_wmax: bool = True
     assumed_wmax: float = 1.0
     enable_during_test: bool = False
+    coeffs: tuple[float, float, float] = (0.26348, 1.9650, -1.1731)
+    g_max_uS: float = 25.0
+    pcm_t_inference_s: float = 0.0
+    pcm_t0_s: float = 20.0
 
-    TYPES: ClassVar[tuple[str, ...]] = ("none", "add_normal", "mult_normal")
+    TYPES: ClassVar[tuple[str, ...]] = (
+        "none",
+        "add_normal",
+        "mult_normal",
+        "prog_noise",
+        "pcm_noise",
+    )
 
     def validate(self) -> None:
         g = self._group_name
@@ -389,6 +411,15 @@ class WeightModifierParameters(_Group):
         _check_bool(g, "rel_to_actual_wmax", self.rel_to_actual_wmax)
         _check_positive(g, "assumed_wmax", self.assumed_wmax)
         _check_bool(g, "enable_during_test", self.enable_during_test)
+        if not isinstance(self.coeffs, (tuple, list)) or len(self.coeffs) != 3:
+            _fail(g, "coeffs", self.coeffs, "three finite numbers (c0, c1, c2)")
+        for c in self.coeffs:
+            if not _is_number(c) or not math.isfinite(c):
+                _fail(g, "coeffs", self.coeffs, "three finite numbers (c0, c1, c2)")
+        object.__setattr__(self, "coeffs", tuple(float(c) for c in self.coeffs))
+        _check_positive(g, "g_max_uS", self.g_max_uS)
+        _check_non_negative(g, "pcm_t_inference_s", self.pcm_t_inference_s)
+        _check_positive(g, "pcm_t0_s", self.pcm_t0_s)
 
 
 @dataclass

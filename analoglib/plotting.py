@@ -35,6 +35,7 @@ __all__ = [
     "PaperStyle",
     "format_time_axis",
     "plot_metric_vs_time",
+    "plot_variants_vs_time",
     "savefig",
     "subplots",
     "use_paper_style",
@@ -57,8 +58,11 @@ TIME_TICKS_S: dict[float, str] = {
     2592000.0: "1 mo",
     31536000.0: "1 y",
 }
-#: Figure names: ``NN_<slug>__<panel>`` (conventions section 12).
-FIGURE_NAME_RE = re.compile(r"^\d\d_[a-z0-9]+(?:_[a-z0-9]+)*__[a-z0-9]+(?:_[a-z0-9]+)*$")
+#: Figure names: ``NN_<slug>__<panel>`` (conventions section 12), or
+#: ``NN_<slug>__<run>__<panel>`` for a notebook run once per ``<run>`` (e.g. per workload).
+FIGURE_NAME_RE = re.compile(
+    r"^\d\d_[a-z0-9]+(?:_[a-z0-9]+)*(?:__[a-z0-9]+(?:_[a-z0-9]+)*){1,2}$"
+)
 # Metadata that would otherwise change with every run or Matplotlib version.
 _PNG_METADATA: dict[str, Any] = {"Software": None}
 _PDF_METADATA: dict[str, Any] = {"Creator": None, "Producer": None, "CreationDate": None}
@@ -157,7 +161,9 @@ def savefig(fig: Figure, name: str, profile: str = "default") -> list[Path]:
 
     Args:
         fig: The figure.
-        name: ``NN_<slug>__<panel>``, e.g. ``"00_quickstart__accuracy_vs_time"``.
+        name: ``NN_<slug>__<panel>``, e.g. ``"00_quickstart__accuracy_vs_time"``, or
+            ``NN_<slug>__<run>__<panel>`` for one of several runs of a notebook, e.g.
+            ``"02_hwa_retraining__cnn__accuracy_vs_time"``.
         profile: ``"default"``, ``"smoke"`` or ``"paper"``; only routes the files.
 
     Returns:
@@ -314,3 +320,66 @@ def plot_metric_vs_time(
     if legend and handles:
         ax.legend()
     return ax
+
+
+def plot_variants_vs_time(
+    df: pd.DataFrame,
+    metric: str,
+    variant: str = "variant",
+    reference: float | None = None,
+    reference_label: str | None = "FP",
+    scale: float = 1.0,
+    ylabel: str | None = None,
+    log_y: bool = False,
+) -> Figure:
+    """One panel with and one without drift compensation: a curve per model variant.
+
+    Each panel draws, for every value of ``variant`` (e.g. direct mapping, HWA-trained), the
+    mean of ``metric`` over repetitions versus time after programming with a +-std band
+    (:func:`plot_metric_vs_time`), plus the dashed FP reference. The y-axes are shared.
+
+    Args:
+        df: Tidy table of :func:`analoglib.evaluate` with the columns ``variant`` and
+            ``drift_compensation``.
+        metric: Metric column.
+        variant: Column naming the model variant.
+        reference: FP value of the metric (dashed line), in the metric's units.
+        reference_label: Legend label of the reference.
+        scale: Factor on the metric and the reference (100 gives percent).
+        ylabel: Y-axis label; the metric name by default.
+        log_y: Logarithmic y-axis (e.g. perplexity).
+
+    Returns:
+        The double-column figure.
+
+    Raises:
+        ValueError: If ``df`` lacks the ``variant`` or ``drift_compensation`` column.
+    """
+    missing = [c for c in (variant, "drift_compensation") if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"df lacks the column(s) {', '.join(missing)}; its columns are: "
+            f"{', '.join(map(str, df.columns))}."
+        )
+    fig, axes = subplots(1, 2, width="double", sharey=True)
+    for ax, gdc in zip(axes, (True, False), strict=True):
+        part = df[df["drift_compensation"] == gdc]
+        if part.empty:
+            ax.set_axis_off()
+            continue
+        plot_metric_vs_time(
+            part,
+            metric,
+            hue=variant,
+            ax=ax,
+            labels={value: str(value) for value in pd.unique(part[variant])},
+            reference=reference,
+            reference_label=reference_label,
+            scale=scale,
+            ylabel=ylabel,
+            legend=ax is axes[0],
+        )
+        ax.set_title(_GDC_LABELS[gdc])
+        if log_y:
+            ax.set_yscale("log")
+    return fig

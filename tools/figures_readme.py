@@ -1,11 +1,12 @@
 """Write figures/README.md: each committed figure with its provenance (run by `make figures`).
 
-Figure files are named `NN_slug__panel.{pdf,png}`; `NN_slug` is the notebook stem. For each
-stem the provenance comes from build/results/default/<stem>.json (profile, data_source,
-git_sha, versions, headline metrics) and, where present, from build/executed/<stem>.ipynb
-(metadata.papermill.parameters: the parameters papermill injected, empty for a plain
-default run). The output is sorted and has no timestamps, so an unchanged run leaves the file
-unchanged.
+Figure files are named `NN_slug__panel.{pdf,png}` (`NN_slug` is the notebook stem) or
+`NN_slug__run__panel.{pdf,png}` for a notebook run once per workload (`NN_slug__run` names the
+run: its results JSON and executed copy). For each run the provenance comes from
+build/results/default/<run>.json (profile, data_source, git_sha, versions, headline metrics)
+and, where present, from build/executed/<run>.ipynb (metadata.papermill.parameters: the
+parameters papermill injected, empty for a plain default run). The output is sorted and has no
+timestamps, so an unchanged run leaves the file unchanged.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def provenance(stem: str) -> tuple[dict[str, Any], dict[str, Any]]:
 def section(stem: str, pngs: list[Path]) -> list[str]:
     """Return the README lines for one notebook."""
     injected, result = provenance(stem)
+    notebook = stem.split("__", 1)[0]
     params = {**(result.get("parameters") or {}), **injected}
 
     def pick(key: str) -> str:
@@ -81,7 +83,7 @@ def section(stem: str, pngs: list[Path]) -> list[str]:
     lines = [
         f"## {stem}",
         "",
-        f"Notebook: [`notebooks/{stem}.ipynb`](../notebooks/{stem}.ipynb) · "
+        f"Notebook: [`notebooks/{notebook}.ipynb`](../notebooks/{notebook}.ipynb) · "
         f"profile: `{pick('profile')}` · data_source: `{pick('data_source')}` · "
         f"git: `{sha[:12]}`" + (f" · device: `{result['device']}`" if result.get("device") else ""),
     ]
@@ -96,7 +98,7 @@ def section(stem: str, pngs: list[Path]) -> list[str]:
         lines += ["", f"_No build/results/default/{stem}.json: run `make figures`._"]
     lines += ["", "| figure | files |", "|---|---|"]
     for png in pngs:
-        panel = png.stem.split("__", 1)[1] if "__" in png.stem else png.stem
+        panel = png.stem.rsplit("__", 1)[1] if "__" in png.stem else png.stem
         pdf = png.with_suffix(".pdf")
         files = f"[png]({png.name})" + (f" · [pdf]({pdf.name})" if pdf.is_file() else "")
         lines.append(f"| {panel} | {files} |")
@@ -114,7 +116,7 @@ def main() -> int:
     """Regenerate figures/README.md."""
     by_stem: dict[str, list[Path]] = defaultdict(list)
     for png in sorted(FIGURES.glob("*.png")):
-        by_stem[png.stem.split("__", 1)[0]].append(png)
+        by_stem[png.stem.rsplit("__", 1)[0]].append(png)  # the run: NN_slug[__run]
     lines = [
         "# Figures",
         "",

@@ -4,7 +4,8 @@ Usage:
     python tools/results.py expected [STEM ...]
 
 `expected` copies build/results/smoke/<stem>.json (written by each notebook's last cell) into
-tests/expected/<stem>.smoke.json. It keeps the `tolerances` of an existing expected file and
+tests/expected/<stem>.smoke.json; a notebook run once per workload writes <stem>__<run>.json,
+and `expected <stem>` copies each of them (`expected <stem>__<run>` just one). It keeps the `tolerances` of an existing expected file and
 adds the default tolerance for every new top-level metric, so a tolerance change is always a
 visible, reviewed diff.
 
@@ -139,10 +140,23 @@ def make_expected(result: dict[str, Any], previous: dict[str, Any] | None) -> di
     return out
 
 
+def result_files(stem: str) -> list[Path]:
+    """Smoke results of a notebook stem: <stem>.json, or one <stem>__<run>.json per run.
+
+    A notebook that the Makefile runs once per workload (RUNS_<stem>) writes one result per
+    run; a missing result is returned as <stem>.json so that the caller reports it.
+    """
+    single = RESULTS_SMOKE / f"{stem}.json"
+    if single.is_file() or "__" in stem:
+        return [single]
+    runs = sorted(RESULTS_SMOKE.glob(f"{stem}__*.json"))
+    return runs or [single]
+
+
 def cmd_expected(stems: list[str]) -> int:
     """Write tests/expected/<stem>.smoke.json for the given stems (default: every result)."""
     if stems:
-        paths = [RESULTS_SMOKE / f"{stem}.json" for stem in stems]
+        paths = [path for stem in stems for path in result_files(stem)]
     else:
         paths = sorted(RESULTS_SMOKE.glob("*.json"))
     if not paths:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from analoglib.utils import progress_enabled
 
-__all__ = ["OPTIMIZERS", "accuracy", "classification_eval_fn", "fit"]
+__all__ = ["OPTIMIZERS", "accuracy", "classification_eval_fn", "fit", "make_optimizer"]
 
 #: Optimiser names accepted by :func:`fit`.
 OPTIMIZERS = ("adam", "sgd")
@@ -39,9 +39,14 @@ def _split_batch(batch: Batch, device: torch.device) -> tuple[Tensor, Tensor]:
     return inputs.to(device), targets.to(device)
 
 
-def _make_optimizer(
+def make_optimizer(
     name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float
 ) -> torch.optim.Optimizer:
+    """The optimiser ``name`` (``"adam"`` or ``"sgd"`` with momentum 0.9) as :func:`fit` uses it.
+
+    Raises:
+        ValueError: For an unknown name.
+    """
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
@@ -57,7 +62,7 @@ def fit(
     epochs: int,
     lr: float,
     seed: int,
-    optimizer: str = "adam",
+    optimizer: str | torch.optim.Optimizer = "adam",
     weight_decay: float = 0.0,
     progress: bool = True,
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
@@ -81,7 +86,9 @@ def fit(
         epochs: Passes over ``loader``, >= 0.
         lr: Learning rate.
         seed: Seed of the model's own random draws during training.
-        optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9).
+        optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9), or a ready ``torch.optim``
+            optimiser over the model's parameters; its state (momenta, learning rate) then
+            carries over between calls, and ``lr`` and ``weight_decay`` are not used.
         weight_decay: L2 weight decay of the optimiser.
         progress: Show a progress bar (also off when ``ANALOGLIB_PROGRESS=0``).
         loss_fn: ``loss_fn(outputs, targets)``; cross-entropy by default.
@@ -110,9 +117,12 @@ def fit(
     if not 0 < lr_decay <= 1:
         raise ValueError(f"lr_decay = {lr_decay!r} is not allowed: expected a factor in (0, 1].")
     criterion = nn.functional.cross_entropy if loss_fn is None else loss_fn
-    opt = _make_optimizer(
-        optimizer, (p for p in model.parameters() if p.requires_grad), lr, weight_decay
-    )
+    if isinstance(optimizer, torch.optim.Optimizer):
+        opt = optimizer
+    else:
+        opt = make_optimizer(
+            optimizer, (p for p in model.parameters() if p.requires_grad), lr, weight_decay
+        )
     device = _model_device(model)
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
     history: list[float] = []
