@@ -1,5 +1,6 @@
-"""HWA training under DistributedDataParallel: two CPU processes (gloo) on halves of the global
-batch reproduce one process on the whole batch.
+"""HWA training under DistributedDataParallel (two CPU processes, gloo) equals one process.
+
+The two processes train on the halves of the global batch; one process on the whole batch.
 
 What is on: the standard forward (8-bit DAC/ADC, IR drop), learned input ranges and output
 scales, fixed clipping and channelwise remapping after every step, and the additive weight
@@ -72,8 +73,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         half = GLOBAL_BATCH // world
         share = slice(rank * half, (rank + 1) * half)
         _train(model, x[:, share], y[:, share])
-        state = {k: v.detach().clone() for k, v in model.module.state_dict().items()
-                 if isinstance(v, torch.Tensor)}
+        state = {
+            k: v.detach().clone()
+            for k, v in model.module.state_dict().items()
+            if isinstance(v, torch.Tensor)
+        }
         torch.save(state, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()

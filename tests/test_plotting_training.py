@@ -81,6 +81,32 @@ def test_savefig_rejects_bad_names(tmp_paths: _Paths, name: str) -> None:
     plt.close(fig)
 
 
+def test_savefig_accepts_a_run_name(tmp_paths: _Paths) -> None:
+    """A notebook run once per workload names its figures NN_slug__run__panel."""
+    fig = _figure()
+    pdf, _ = al.plotting.savefig(fig, "02_hwa_retraining__cnn__metric_vs_time", profile="smoke")
+    plt.close(fig)
+    assert pdf.name == "02_hwa_retraining__cnn__metric_vs_time.pdf"
+    with pytest.raises(ValueError, match="NN_<slug>__<panel>"):
+        al.plotting.savefig(_figure(), "02_a__b__c__d")
+
+
+def test_plot_variants_vs_time_has_a_panel_per_gdc_setting() -> None:
+    table = pd.concat(
+        [_table().assign(variant="direct"), _table().assign(variant="HWA")], ignore_index=True
+    )
+    with al.plotting.use_paper_style():
+        fig = al.plotting.plot_variants_vs_time(table, "metric", reference=0.95, scale=100)
+    left, right = fig.axes
+    assert (left.get_title(), right.get_title()) == ("with GDC", "without GDC")
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["direct", "HWA", "FP"]
+    assert right.get_legend() is None
+    assert len(left.collections) == len(right.collections) == 2  # a band per variant
+    plt.close(fig)
+    with pytest.raises(ValueError, match="variant"):
+        al.plotting.plot_variants_vs_time(_table(), "metric")
+
+
 def test_use_paper_style_restores_rcparams_on_exit() -> None:
     before = matplotlib.rcParams["font.size"]
     with al.plotting.use_paper_style():

@@ -63,3 +63,19 @@ def test_every_smoke_result_has_expected_file() -> None:
         f"no tests/expected/<stem>.smoke.json for {', '.join(missing)}; "
         "run `make smoke-expected`, review and commit the new files"
     )
+
+
+def test_result_files_of_a_notebook_run_once_per_workload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`results.py expected <stem>` finds <stem>.json or every <stem>__<run>.json."""
+    monkeypatch.setattr(results, "RESULTS_SMOKE", tmp_path)
+    for name in ("02_hwa__cnn", "02_hwa__rnn", "00_quick"):
+        (tmp_path / f"{name}.json").write_text("{}")
+    assert [p.name for p in results.result_files("02_hwa")] == [
+        "02_hwa__cnn.json",
+        "02_hwa__rnn.json",
+    ]
+    assert [p.name for p in results.result_files("02_hwa__rnn")] == ["02_hwa__rnn.json"]
+    assert [p.name for p in results.result_files("00_quick")] == ["00_quick.json"]
+    assert [p.name for p in results.result_files("03_missing")] == ["03_missing.json"]

@@ -5,9 +5,9 @@ Usage:
 
 `expected` copies build/results/smoke/<stem>.json (written by each notebook's last cell) into
 tests/expected/<stem>.smoke.json; a notebook run once per workload writes <stem>__<run>.json,
-and `expected <stem>` copies each of them (`expected <stem>__<run>` just one). It keeps the `tolerances` of an existing expected file and
-adds the default tolerance for every new top-level metric, so a tolerance change is always a
-visible, reviewed diff.
+and `expected <stem>` copies each of them (`expected <stem>__<run>` just one). It keeps the
+`tolerances` of an existing expected file and adds the default tolerance for every new
+top-level metric, so a tolerance change is always a visible, reviewed diff.
 
 Metric paths join dict keys with "." and list indices with "[i]", e.g. `accuracy.mean[2]`.
 A tolerance entry applies to its path and everything below it; the most specific entry wins,

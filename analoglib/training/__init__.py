@@ -25,6 +25,7 @@ from analoglib.training.hwa import (
     post_update_step,
     remap_weights,
     set_modifier_strength,
+    summary_metrics,
     train_hwa,
 )
 from analoglib.training.loops import (
@@ -56,5 +57,6 @@ __all__ = [
     "post_update_step",
     "remap_weights",
     "set_modifier_strength",
+    "summary_metrics",
     "train_hwa",
 ]

@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from analoglib.config import PCMConfig
-from analoglib.inference import evaluate
+from analoglib.inference import evaluate, set_forward_seed
 from analoglib.nn.base import AnalogLayerBase
 from analoglib.nn.convert import analog_layers, convert_to_analog
 from analoglib.training.loops import OPTIMIZERS, fit, make_optimizer
@@ -73,6 +73,7 @@ __all__ = [
     "post_update_step",
     "remap_weights",
     "set_modifier_strength",
+    "summary_metrics",
     "train_hwa",
 ]
 
@@ -165,7 +166,9 @@ def post_update_step(model: nn.Module) -> None:
 
     Use it with any plain ``torch.optim`` optimiser::
 
-        loss.backward(); optimizer.step(); al.training.post_update_step(model)
+        loss.backward()
+        optimizer.step()
+        al.training.post_update_step(model)
 
     or as ``fit(..., after_step=al.training.post_update_step)``. Under
     ``torch.distributed`` it also averages the input ranges over the ranks while they are
@@ -243,10 +246,6 @@ class ModifierRamp:
 
 
 # -- distillation ------------------------------------------------------------------------------
-def _has_module(model: nn.Module) -> bool:
-    return isinstance(getattr(model, "module", None), nn.Module)
-
-
 def _logits(output: Any) -> Tensor:
     if isinstance(output, Tensor):
         return output
@@ -302,7 +301,8 @@ def distillation_batch_loss(
         def hook(_: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
             seen.update(args=args, kwargs=kwargs, out=out)
 
-        target = model.module if _has_module(model) else model  # the module inside DDP
+        inner = getattr(model, "module", None)  # the module inside DDP
+        target = inner if isinstance(inner, nn.Module) else model
         handle = target.register_forward_hook(hook, with_kwargs=True)
         try:
             task, n_samples = batch_loss(model, batch)
@@ -391,9 +391,9 @@ class HWARecipe:
 #: :class:`HWARecipe`; ``config``: config fields set on the standard preset
 #: :func:`~analoglib.presets.standard_hwa_2023` (which clips at 1 and remaps channelwise):
 #: PCM-like weight noise (and layer-gaussian clipping for the LSTM) as in ``aimc-model.md``
-#: 10.2, additive noise 0.06 for the transformer as in 10.4; ``eval_batches``: evaluation batches per
-#: evaluation in the study (0: all); ``calibration_batches``: training batches that
-#: calibrate the input ranges of the direct-mapping baseline. The default profiles are sized
+#: 10.2, additive noise 0.06 for the transformer as in 10.4; ``eval_batches``: evaluation
+#: batches per evaluation in the study (0: all); ``calibration_batches``: training batches
+#: that calibrate the input ranges of the direct-mapping baseline. The default profiles are sized
 #: for about 30 minutes per workload on two CPU cores (training plus evaluation).
 HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cnn": {
@@ -431,12 +431,12 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "rnn": {
         "smoke": {
-            "recipe": {"epochs": 2, "lr": 5e-3, "max_steps": 10, "grad_clip": 1.0},
+            "recipe": {"epochs": 1, "lr": 5e-3, "max_steps": 6, "grad_clip": 1.0},
             "config": {
                 "modifier": {"type": "pcm_noise", "std_dev": 5.0, "pdrop": 0.01},
                 "clip": {"type": "layer_gaussian", "sigma": 2.5},
             },
-            "eval_batches": 0,
+            "eval_batches": 1,
             "calibration_batches": 4,
         },
         "default": {
@@ -474,9 +474,9 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "transformer": {
         "smoke": {
-            "recipe": {"epochs": 1, "lr": 5e-4, "max_steps": 10, "grad_clip": 1.0},
+            "recipe": {"epochs": 1, "lr": 5e-4, "max_steps": 6, "grad_clip": 1.0},
             "config": {"modifier": {"type": "add_normal", "std_dev": 0.06}},
-            "eval_batches": 0,
+            "eval_batches": 1,
             "calibration_batches": 4,
         },
         "default": {
@@ -597,8 +597,10 @@ def train_hwa(
     after every step. After every epoch the model, optimiser, ramp and generator states go to
     ``<hash>.progress.pt`` (written atomically); a later call resumes from it. The finished
     model is written atomically to :func:`hwa_cache_path` and the progress file removed.
-    Resuming reproduces the uninterrupted run bit for bit when the loader's only randomness is
-    its ``generator`` (true for the three workloads without data augmentation).
+    The loader's ``generator`` and the layers' forward-noise streams are reseeded from the
+    workload seed at the start, so the result does not depend on what ran before. Resuming
+    reproduces the uninterrupted run bit for bit when the loader's only randomness is its
+    ``generator`` (true for the three workloads without data augmentation).
 
     Args:
         workload: From :func:`analoglib.workloads.load_workload`.
@@ -646,6 +648,13 @@ def train_hwa(
     ramp = ModifierRamp(recipe.ramp_steps)
     history: list[float] = []
     start_epoch = 0
+    # Fresh streams: the shuffling order and the forward noise must not depend on whether the
+    # FP model was just trained (which consumed the loader's generator) or loaded.
+    seed = workload.parameters["seed"]
+    generator = getattr(workload.train_loader, "generator", None)
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(derive_seed(seed, "hwa_shuffle"))
+    set_forward_seed(model, derive_seed(seed, "hwa_forward"))
     progress_path = _progress_path(path)
     if progress_path.exists() and not retrain:
         state = torch.load(progress_path, map_location=device, weights_only=False)
@@ -677,7 +686,7 @@ def train_hwa(
             workload.train_loader,
             epochs=1,
             lr=recipe.lr,
-            seed=derive_seed(workload.parameters["seed"], "hwa", epoch),
+            seed=derive_seed(seed, "hwa", epoch),
             optimizer=optimizer,
             progress=progress,
             after_step=after_step,
@@ -753,7 +762,9 @@ def normalized_accuracy_table(
     Raises:
         ValueError: If a column is missing or ``chance_error == error_fp``.
     """
-    missing = [c for c in ("error", "t_inference_s", "drift_compensation", variant) if c not in results]
+    missing = [
+        c for c in ("error", "t_inference_s", "drift_compensation", variant) if c not in results
+    ]
     if missing:
         raise ValueError(f"results lacks the column(s) {', '.join(missing)}.")
     if chance_error == error_fp:
@@ -843,3 +854,32 @@ def compare_with_published(a_star: pd.DataFrame, workload: str, description: str
         }
     )
     return pd.DataFrame(rows).set_index("variant")
+
+
+def summary_metrics(results: pd.DataFrame, a_star: pd.DataFrame, metric: str) -> dict[str, Any]:
+    """Headline numbers of an HWA study for the results JSON.
+
+    Args:
+        results: Output of :func:`evaluate_variants`.
+        a_star: Output of :func:`normalized_accuracy_table`.
+        metric: The task metric column.
+
+    Returns:
+        ``t_inference_s`` and, per variant and drift compensation (keys like
+        ``hwa_gdc``, ``direct_mapping_no_gdc``), the mean and std of ``metric`` at each time
+        and the mean A* (%) at the times of ``a_star`` (``a_star_3600`` ...).
+    """
+    out: dict[str, Any] = {"t_inference_s": sorted(results["t_inference_s"].unique().tolist())}
+    stats = results.groupby(["variant", "drift_compensation", "t_inference_s"], sort=False)
+    table = stats[metric].agg(["mean", "std"]).sort_index()
+    for (name, gdc), part in table.groupby(level=[0, 1], sort=False):
+        key = "_".join(str(name).lower().replace("-", " ").split()) + ("_gdc" if gdc else "_no_gdc")
+        entry: dict[str, Any] = {
+            "mean": part["mean"].tolist(),
+            "std": part["std"].fillna(0.0).tolist(),
+        }
+        if (name, gdc) in a_star.droplevel(2).index:
+            for t, value in a_star.loc[(name, gdc), "a_star_mean"].items():
+                entry[f"a_star_{int(t)}"] = float(value)
+        out[key] = entry
+    return out
