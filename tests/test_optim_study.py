@@ -89,7 +89,8 @@ def test_summary_metrics_and_plots() -> None:
     metrics = study.summary_metrics([run], scores, results, "pt_both", "fixed")
     assert metrics["score_1h"]["pt_both"]["average"] == pytest.approx(81.0)
     assert metrics["pt_gain_over_fixed"] == pytest.approx(81.0 - 51.0)
-    assert metrics["score_vs_time"]["fixed"]["sst2"]["t_inference_s"] == [1.0, 3600.0]
+    assert metrics["score_vs_time"]["worst"]["sst2"]["t_inference_s"] == [1.0, 3600.0]
+    assert metrics["score_vs_time"]["worst"]["sst2"]["mean"] == pytest.approx([61.0, 51.0])
     assert metrics["tasks"]["sst2"] == {"metric": "accuracy", "fp": 0.9, "n_tiles": 14}
     fig = al.plotting.plot_configuration_scores(scores, labels=study.configuration_labels())
     assert len(fig.axes[0].patches) == 3 * 3  # configurations x (two tasks + average)

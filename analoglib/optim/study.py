@@ -543,8 +543,8 @@ def summary_metrics(
         ``tasks`` (metric, FP value, tiles per task), ``score_1h`` (mean, std per
         configuration and task, and the average over tasks), ``published_glue_average``,
         ``best``/``worst``, ``pt_gain_over_fixed`` (average score of PT input + conductance
-        minus that of fixed ranges at 1 h) and ``score_vs_time`` (per
-        configuration and task: times, mean, std).
+        minus that of fixed ranges at 1 h) and ``score_vs_time`` (for the ``best`` and the
+        ``worst`` configuration, per task: times in ascending order, mean, std).
     """
     score_1h: dict[str, Any] = {}
     for name in pd.unique(scores.index.get_level_values("configuration")):
@@ -559,12 +559,15 @@ def summary_metrics(
     over_time: dict[str, Any] = {}
     stats = results_t.groupby(["configuration", "task", "t_inference_s"], sort=False)["score"]
     table = stats.agg(["mean", "std"]).fillna(0.0)
-    for (name, task), part in table.groupby(level=["configuration", "task"], sort=False):
-        over_time.setdefault(str(name), {})[str(task)] = {
-            "t_inference_s": [float(t) for t in part.index.get_level_values("t_inference_s")],
-            "mean": part["mean"].tolist(),
-            "std": part["std"].tolist(),
-        }
+    for role, name in (("best", best), ("worst", worst)):
+        for task, part in table.loc[name].groupby(level="task", sort=False):
+            order = part.index.get_level_values("t_inference_s").argsort()
+            part = part.iloc[order]
+            over_time.setdefault(role, {})[str(task)] = {
+                "t_inference_s": [float(t) for t in part.index.get_level_values("t_inference_s")],
+                "mean": part["mean"].tolist(),
+                "std": part["std"].tolist(),
+            }
     metrics: dict[str, Any] = {
         "tasks": {
             run.task: {
