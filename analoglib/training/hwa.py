@@ -394,7 +394,10 @@ class HWARecipe:
 #: 10.2, additive noise 0.06 for the transformer as in 10.4; ``eval_batches``: evaluation
 #: batches per evaluation in the study (0: all); ``calibration_batches``: training batches
 #: that calibrate the input ranges of the direct-mapping baseline. The default profiles are sized
-#: for about 30 minutes per workload on two CPU cores (training plus evaluation).
+#: from timed steps for at most about 30 minutes per workload on two idle CPU cores (HWA
+#: training plus 48 evaluations at n_reps = 3): CNN 150 analog steps of batch 128 (about 5 s
+#: each) and 500 test images per evaluation; LSTM 600 steps (about 1 s) and 12 test
+#: segments; MiniLM 200 steps (about 2.5 s) and 256 validation sentences.
 HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cnn": {
         "smoke": {
@@ -407,13 +410,13 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "recipe": {
                 "epochs": 2,
                 "lr": 5e-4,
-                "max_steps": 150,
+                "max_steps": 75,
                 "lr_decay": 0.5,
-                "ramp_steps": 100,
+                "ramp_steps": 50,
                 "distill_weight": 0.5,
             },
             "config": {"modifier": {"type": "pcm_noise", "std_dev": 3.0}},
-            "eval_batches": 2,
+            "eval_batches": 1,
             "calibration_batches": 8,
         },
         "paper": {
@@ -444,16 +447,16 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                 "epochs": 2,
                 "lr": 0.3,
                 "optimizer": "sgd",
-                "max_steps": 150,
+                "max_steps": 300,
                 "grad_clip": 0.25,
                 "lr_decay": 0.5,
-                "ramp_steps": 100,
+                "ramp_steps": 200,
             },
             "config": {
                 "modifier": {"type": "pcm_noise", "std_dev": 5.0, "pdrop": 0.01},
                 "clip": {"type": "layer_gaussian", "sigma": 2.5},
             },
-            "eval_batches": 6,
+            "eval_batches": 12,
             "calibration_batches": 8,
         },
         "paper": {
@@ -483,9 +486,9 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "recipe": {
                 "epochs": 1,
                 "lr": 2e-5,
-                "max_steps": 120,
+                "max_steps": 200,
                 "grad_clip": 1.0,
-                "ramp_steps": 40,
+                "ramp_steps": 60,
                 "distill_weight": 0.5,
             },
             "config": {"modifier": {"type": "add_normal", "std_dev": 0.06}},
