@@ -37,8 +37,10 @@ __all__ = [
     "PaperStyle",
     "format_time_axis",
     "plot_a_star_vs_mvm_error",
+    "plot_configuration_scores",
     "plot_metric_vs_time",
     "plot_sweep_a_star",
+    "plot_tasks_vs_time",
     "plot_tolerance_heatmap",
     "plot_variants_vs_time",
     "savefig",
@@ -604,4 +606,108 @@ def plot_tolerance_heatmap(
         spine.set_visible(False)
     fig.colorbar(image, ax=ax, label="Tolerated part of swept range")
     ax.set_title(f"Tolerance at A* (1 h) >= {threshold:.0%}" if title is None else title)
+    return fig
+
+
+def plot_configuration_scores(
+    scores: pd.DataFrame,
+    labels: Mapping[str, str] | None = None,
+    ylabel: str = "Score at 1 h",
+) -> Figure:
+    """Mean score (+- std) of each configuration, one bar per task plus their average.
+
+    Args:
+        scores: Rows indexed by ``(configuration, task)`` with ``mean`` and ``std`` columns
+            (:func:`analoglib.optim.study.scores_at`).
+        labels: Display name per configuration (default: the configuration key).
+        ylabel: Label of the score axis.
+
+    Returns:
+        A double-column figure with horizontal bars, the configurations from top to bottom in
+        the order of ``scores``.
+
+    Raises:
+        ValueError: If ``scores`` lacks the ``mean`` or ``std`` column or the index levels.
+    """
+    missing = [c for c in ("mean", "std") if c not in scores.columns]
+    if missing or list(scores.index.names) != ["configuration", "task"]:
+        raise ValueError(
+            "scores must be indexed by (configuration, task) with 'mean' and 'std' columns; "
+            f"got index {list(scores.index.names)} and columns {list(scores.columns)}."
+        )
+    configurations = list(pd.unique(scores.index.get_level_values("configuration")))
+    tasks = list(pd.unique(scores.index.get_level_values("task")))
+    means = scores["mean"].unstack("task").reindex(index=configurations, columns=tasks)
+    stds = scores["std"].unstack("task").reindex(index=configurations, columns=tasks)
+    means["average"] = means.mean(axis=1)
+    stds["average"] = 0.0
+    groups = [*tasks, "average"]
+    fig, ax = subplots(
+        width="double", height_in=0.35 * len(configurations) * len(groups) ** 0.5 + 1
+    )
+    height = 0.8 / len(groups)
+    positions = np.arange(len(configurations))
+    for k, group in enumerate(groups):
+        offset = (k - (len(groups) - 1) / 2) * height
+        ax.barh(
+            positions + offset,
+            means[group].to_numpy(dtype=float),
+            height=height,
+            xerr=stds[group].to_numpy(dtype=float),
+            label=group,
+            hatch="//" if group == "average" else None,
+        )
+    names = [labels.get(c, c) if labels is not None else c for c in configurations]
+    ax.set_yticks(positions, names)
+    ax.invert_yaxis()
+    lowest = float(np.nanmin(means.to_numpy() - stds.to_numpy()))
+    ax.set_xlim(left=max(0.0, lowest - 5.0))
+    ax.set_xlabel(ylabel)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def plot_tasks_vs_time(
+    df: pd.DataFrame,
+    metric: str = "score",
+    hue: str = "configuration",
+    labels: Mapping[Any, str] | None = None,
+    references: Mapping[str, float] | None = None,
+    reference_label: str = "ideal",
+    ylabel: str | None = None,
+) -> Figure:
+    """One panel per task: mean +- std of a metric versus time for each value of ``hue``.
+
+    Args:
+        df: Tidy table of :func:`analoglib.evaluate` with ``task`` and ``hue`` columns.
+        metric: Metric column.
+        hue: Column giving one curve each (e.g. the configuration).
+        labels: Legend label per ``hue`` value.
+        references: Dashed reference value per task (e.g. the ideal score).
+        reference_label: Legend label of the reference.
+        ylabel: Y-axis label of the first panel.
+
+    Returns:
+        A double-column figure, panels sharing the y-axis.
+
+    Raises:
+        ValueError: If ``df`` lacks the ``task`` column.
+    """
+    if "task" not in df.columns:
+        raise ValueError(f"df lacks the column task; its columns are: {', '.join(df.columns)}.")
+    tasks = list(pd.unique(df["task"]))
+    fig, axes = subplots(1, len(tasks), width="double", sharey=True, squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        plot_metric_vs_time(
+            df[df["task"] == task],
+            metric,
+            hue=hue,
+            ax=ax,
+            labels=labels,
+            reference=None if references is None else references.get(task),
+            reference_label=reference_label,
+            ylabel=ylabel if ax is axes[0][0] else "",
+            legend=ax is axes[0][0],
+        )
+        ax.set_title(task)
     return fig

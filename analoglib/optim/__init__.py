@@ -1,16 +1,22 @@
-"""Post-training optimisers: input-range calibration (and column conductance ranges).
+"""Post-training optimisers: input-range calibration and column conductance ranges.
 
-Each optimiser runs on any converted model, is deterministic given its seed, returns a
+Each optimiser runs on any converted model, is deterministic (given its seed where it
+draws samples), returns a
 :class:`~analoglib.optim.base.PostTrainingReport` of what it changed, and can be undone with
-``report.undo()``.
+``report.undo()``. :mod:`analoglib.optim.study` runs the post-training study of Lammie et al.
+2024 (its configurations, built and evaluated).
 """
 
+from analoglib.optim import study
 from analoglib.optim.base import PostTrainingReport, default_run_batch, run_calibration
+from analoglib.optim.conductance_range import optimize_conductance_ranges
 from analoglib.optim.input_range import calibrate_input_ranges
 
 __all__ = [
     "PostTrainingReport",
     "calibrate_input_ranges",
     "default_run_batch",
+    "optimize_conductance_ranges",
     "run_calibration",
+    "study",
 ]
