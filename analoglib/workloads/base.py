@@ -19,7 +19,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,12 @@ class TrainRecipe:
     max_steps: int = 0
     grad_clip: float = 0.0
     lr_decay: float = 1.0
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> TrainRecipe:
+        """The recipe from a workload's parameters (fields it lacks keep their defaults)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in parameters.items() if k in names})
 
     def __post_init__(self) -> None:
         for name in ("epochs", "max_steps"):

@@ -260,14 +260,7 @@ def build_cnn(parameters: dict[str, Any]) -> Workload:
         metric="accuracy",
         higher_is_better=True,
         chance_error=1.0 - 1.0 / num_classes,
-        recipe=TrainRecipe(
-            epochs=p["epochs"],
-            lr=p["lr"],
-            optimizer=p["optimizer"],
-            weight_decay=p["weight_decay"],
-            max_steps=p["max_steps"],
-            lr_decay=p["lr_decay"],
-        ),
+        recipe=TrainRecipe.from_parameters(p),
         description=description,
         split_sizes={"train": len(images.y_train), "test": n_test, "eval": n_eval},
     )

@@ -320,15 +320,7 @@ def build(parameters: dict[str, Any]) -> Workload:
         metric="perplexity",
         higher_is_better=False,
         chance_error=1.0 - 1.0 / len(vocabulary),
-        recipe=TrainRecipe(
-            epochs=p["epochs"],
-            lr=p["lr"],
-            optimizer=p["optimizer"],
-            weight_decay=p["weight_decay"],
-            max_steps=p["max_steps"],
-            grad_clip=p["grad_clip"],
-            lr_decay=p["lr_decay"],
-        ),
+        recipe=TrainRecipe.from_parameters(p),
         description=description,
         split_sizes={train_name: len(train_ids), eval_name: len(eval_ids)},
     )
