@@ -5,8 +5,10 @@ Figure files are named `NN_slug__panel.{pdf,png}` (`NN_slug` is the notebook ste
 run: its results JSON and executed copy). For each run the provenance comes from
 build/results/default/<run>.json (profile, data_source, git_sha, versions, headline metrics)
 and, where present, from build/executed/<run>.ipynb (metadata.papermill.parameters: the
-parameters papermill injected, empty for a plain default run). The output is sorted and has no
-timestamps, so an unchanged run leaves the file unchanged.
+parameters papermill injected, empty for a plain default run). A run without a results JSON
+here (a checkout that ran only some notebooks) keeps its section of the existing README, so
+regenerating after one notebook does not erase the provenance of the others. The output is
+sorted and has no timestamps, so an unchanged run leaves the file unchanged.
 """
 
 from __future__ import annotations
@@ -112,8 +114,24 @@ def section(stem: str, pngs: list[Path]) -> list[str]:
     return lines
 
 
+def existing_sections(readme: Path) -> dict[str, list[str]]:
+    """Return the lines of each `## <stem>` section of an existing README, by stem."""
+    if not readme.is_file():
+        return {}
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in readme.read_text().splitlines():
+        if line.startswith("## "):
+            current = sections.setdefault(line[3:].strip(), [])
+        if current is not None:
+            current.append(line)
+    return {stem: lines + [""] if lines[-1] else lines for stem, lines in sections.items()}
+
+
 def main() -> int:
     """Regenerate figures/README.md."""
+    out = FIGURES / "README.md"
+    previous = existing_sections(out)
     by_stem: dict[str, list[Path]] = defaultdict(list)
     for png in sorted(FIGURES.glob("*.png")):
         by_stem[png.stem.rsplit("__", 1)[0]].append(png)  # the run: NN_slug[__run]
@@ -128,9 +146,11 @@ def main() -> int:
     if not by_stem:
         lines += ["No figures yet: run `make figures`.", ""]
     for stem in sorted(by_stem):
-        lines += section(stem, by_stem[stem])
+        if stem in previous and not (RESULTS / f"{stem}.json").is_file():
+            lines += previous[stem]
+        else:
+            lines += section(stem, by_stem[stem])
     FIGURES.mkdir(exist_ok=True)
-    out = FIGURES / "README.md"
     out.write_text("\n".join(lines).rstrip("\n") + "\n")
     n = sum(len(v) for v in by_stem.values())
     print(f"figures_readme: wrote {out.relative_to(ROOT)} ({n} figures, {len(by_stem)} notebooks)")
