@@ -25,13 +25,16 @@ def test_values_stated_in_the_paper() -> None:
         0.06,
         True,
     )
-    assert (c.clip.type, c.clip.fixed_value) == ("fixed_value", 1.0)
+    # The threshold is not stated; 3 std of each tile (see the preset's docstring).
+    assert (c.clip.type, c.clip.sigma) == ("layer_gaussian", 3.0)
     assert get_preset("lammie_2024").differences(c) == []
 
 
 def test_differs_from_the_standard_model_only_where_documented() -> None:
     diff = standard_hwa_2023().differences(lammie_2024())
     assert sorted(line.split(":")[0] for line in diff) == [
+        "clip.sigma",
+        "clip.type",
         "forward.out_noise",
         "mapping.max_output_size",
         "mapping.weight_scaling_columnwise",
