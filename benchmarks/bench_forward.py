@@ -9,17 +9,11 @@ Run: ``python benchmarks/bench_forward.py [--threads N] [--repeats R]``.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-from collections.abc import Callable
-
 import torch
+from timing import SHAPES, median_time, setup
 from torch import nn
 
 import analoglib as al
-
-SHAPES = [(64, 512, 512), (256, 768, 3072), (256, 3072, 768)]
 
 
 def io_only() -> al.PCMConfig:
@@ -35,29 +29,8 @@ def io_only() -> al.PCMConfig:
     return config
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Median of ``repeats`` timings after two warm-up calls (seconds)."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=0, help="torch threads, 0 keeps default")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
+    args, device, sync = setup(__doc__.splitlines()[0], repeats=20)
     header = ("shape", "config", "linear ms", "analog ms", "ratio", "target")
     print("{:>18} {:>9} {:>10} {:>10} {:>6} {:>6}".format(*header))
     torch.manual_seed(0)
@@ -83,9 +56,9 @@ def main() -> None:
                 sync()
 
             # Interleave to share thermal/frequency conditions between the two.
-            t_linear = best_time(run_linear, args.repeats)
-            t_analog = best_time(run_analog, args.repeats)
-            t_linear = min(t_linear, best_time(run_linear, args.repeats))
+            t_linear = median_time(run_linear, args.repeats)
+            t_analog = median_time(run_analog, args.repeats)
+            t_linear = min(t_linear, median_time(run_linear, args.repeats))
             ratio = t_analog / t_linear
             shape = f"{batch}x{n_in}->{n_out}"
             print(

@@ -14,17 +14,13 @@ Run: ``python benchmarks/bench_train.py [--threads N] [--repeats R]``.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from timing import SHAPES, median_time, setup
 from torch import nn
 
 import analoglib as al
-
-SHAPES = [(64, 512, 512), (256, 768, 3072), (256, 3072, 768)]
 
 
 def training_configs() -> dict[str, al.PCMConfig]:
@@ -38,18 +34,6 @@ def training_configs() -> dict[str, al.PCMConfig]:
     additive.clip.type = "layer_gaussian"
     additive.clip.sigma = 3.0
     return {"pcm_noise": pcm, "add_normal": additive}
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    """Median of ``repeats`` timings after two warm-up calls (seconds)."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def training_step(
@@ -71,16 +55,7 @@ def training_step(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=0, help="torch threads, 0 keeps default")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
+    args, device, sync = setup(__doc__.splitlines()[0], repeats=10)
     header = ("shape", "config", "linear ms", "analog ms", "ratio")
     print("{:>18} {:>10} {:>10} {:>10} {:>6}".format(*header))
     torch.manual_seed(0)
