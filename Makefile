@@ -74,11 +74,11 @@ env: $(ENV_STAMP) ## create the venv (VENV=.venv): torch==2.13.0 (CPU) first, th
 # Rebuilt when pyproject.toml changes. torch==2.13.0 must come first: a plain torch
 # requirement resolves to a multi-GB CUDA build. The kernelspec makes `papermill -k python3`
 # run the venv's interpreter.
-$(ENV_STAMP): pyproject.toml
+$(ENV_STAMP): pyproject.toml constraints.txt
 	@$(BANNER)
 	@if [ ! -x "$(PY)" ]; then echo "make env: creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv "$(VENV)"; fi
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -c constraints.txt -e ".[$(EXTRAS)]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3"
 	@touch $@
 
