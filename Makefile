@@ -71,9 +71,9 @@ help: ## list the targets (default)
 env: $(ENV_STAMP) ## create the venv (VENV=.venv): torch==2.13.0 (CPU) first, then -e .[text,notebooks,dev]
 	@echo "make env: $(VENV) is up to date ($$($(PY) -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)'))"
 
-# Rebuilt when pyproject.toml changes. torch==2.13.0 must come first: a plain torch
-# requirement resolves to a multi-GB CUDA build. The kernelspec makes `papermill -k python3`
-# run the venv's interpreter.
+# Rebuilt when pyproject.toml or constraints.txt changes. torch==2.13.0 must come first: a
+# plain torch requirement resolves to a multi-GB CUDA build. constraints.txt pins the tested
+# versions. The kernelspec makes `papermill -k python3` run the venv's interpreter.
 $(ENV_STAMP): pyproject.toml constraints.txt
 	@$(BANNER)
 	@if [ ! -x "$(PY)" ]; then echo "make env: creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv "$(VENV)"; fi
