@@ -10,7 +10,7 @@ Run: ``python benchmarks/bench_forward.py [--threads N] [--repeats R]``.
 from __future__ import annotations
 
 import torch
-from timing import SHAPES, median_time, setup
+from timing import SHAPES, paired_times, setup
 from torch import nn
 
 import analoglib as al
@@ -55,10 +55,7 @@ def main() -> None:
                     module(x)
                 sync()
 
-            # Interleave to share thermal/frequency conditions between the two.
-            t_linear = median_time(run_linear, args.repeats)
-            t_analog = median_time(run_analog, args.repeats)
-            t_linear = min(t_linear, median_time(run_linear, args.repeats))
+            t_linear, t_analog = paired_times(run_linear, run_analog, args.repeats)
             ratio = t_analog / t_linear
             shape = f"{batch}x{n_in}->{n_out}"
             print(

@@ -2,12 +2,13 @@
 
 One step is forward, backward and an SGD update on a mean-squared loss; the analog step adds
 what HWA training does around it (``al.training.post_update_step``: clipping and remapping).
-Shapes (batch x in -> out) as in ``bench_forward.py``. Two training configs, both with the full
-standard forward model (DAC/ADC, IR drop, output noise) and learned input ranges:
+Shapes (batch x in -> out) as in ``bench_forward.py``. Two training configs, the default HWA
+recipes' (``al.training.hwa_recipe``), both with the full standard forward model (DAC/ADC, IR
+drop, output noise), learned input ranges, clipping at 1 and channelwise remapping:
 
-* ``pcm_noise``: the CNN/RNN recipe's PCM-like programming noise, std 3.0 (one draw per
-  mini-batch), fixed clipping at 1, channelwise remapping;
-* ``add_normal``: the transformer recipe's additive noise 0.06 with 3-sigma per-tile clipping.
+* ``pcm_noise``: the CNN recipe's PCM-like programming noise, std 3.0 (one draw per
+  mini-batch);
+* ``add_normal``: the transformer recipe's additive noise, 0.06 of the tile's abs-max.
 
 Run: ``python benchmarks/bench_train.py [--threads N] [--repeats R]``.
 """
@@ -17,23 +18,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from timing import SHAPES, median_time, setup
+from timing import SHAPES, paired_times, setup
 from torch import nn
 
 import analoglib as al
 
 
 def training_configs() -> dict[str, al.PCMConfig]:
-    """The two HWA training configs described in the module docstring."""
-    pcm = al.presets.standard_hwa_2023()
-    pcm.modifier.type = "pcm_noise"
-    pcm.modifier.std_dev = 3.0
-    additive = al.presets.standard_hwa_2023()
-    additive.modifier.type = "add_normal"
-    additive.modifier.std_dev = 0.06
-    additive.clip.type = "layer_gaussian"
-    additive.clip.sigma = 3.0
-    return {"pcm_noise": pcm, "add_normal": additive}
+    """The default HWA training configs of the CNN and the transformer workloads."""
+    return {
+        "pcm_noise": al.training.hwa_recipe("cnn", "default")[1],
+        "add_normal": al.training.hwa_recipe("transformer", "default")[1],
+    }
 
 
 def training_step(
@@ -67,10 +63,7 @@ def main() -> None:
         for name, config in training_configs().items():
             analog = al.convert_to_analog(nn.Linear(n_in, n_out), config, seed=0).to(device)
             run_analog = training_step(analog.train(), x, target, analog=True, sync=sync)
-            # Time the plain step again after the analog one to share machine conditions.
-            t_linear = median_time(run_linear, args.repeats)
-            t_analog = median_time(run_analog, args.repeats)
-            t_linear = min(t_linear, median_time(run_linear, args.repeats))
+            t_linear, t_analog = paired_times(run_linear, run_analog, args.repeats)
             shape = f"{batch}x{n_in}->{n_out}"
             print(
                 f"{shape:>18} {name:>10} {t_linear * 1e3:10.3f} {t_analog * 1e3:10.3f} "

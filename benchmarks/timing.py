@@ -42,3 +42,16 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def paired_times(
+    plain: Callable[[], object], analog: Callable[[], object], repeats: int
+) -> tuple[float, float]:
+    """``(plain, analog)`` median seconds; the plain one timed before and after, best kept.
+
+    Timing the plain call on both sides of the analog one shares the machine's thermal and
+    frequency conditions between the two.
+    """
+    t_plain = median_time(plain, repeats)
+    t_analog = median_time(analog, repeats)
+    return min(t_plain, median_time(plain, repeats)), t_analog
