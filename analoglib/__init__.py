@@ -7,9 +7,8 @@ References:
     Rasch et al. 2023 (standard AIMC crossbar model); ``aimc-model.md``.
 """
 
-__version__ = "0.1.0"
-
 from analoglib import (  # noqa: E402
+    cache,
     config,
     data,
     metrics,
@@ -18,12 +17,13 @@ from analoglib import (  # noqa: E402
     optim,
     plotting,
     presets,
-    sweeps,
     tiles,
     training,
     utils,
     workloads,
 )
+from analoglib._deprecation import moved_names
+from analoglib._version import __version__
 from analoglib.config import PCMConfig  # noqa: E402
 from analoglib.inference import (  # noqa: E402
     drift,
@@ -50,6 +50,7 @@ __all__ = [
     "PCMConfig",
     "__version__",
     "analog_layers",
+    "cache",
     "config",
     "convert_to_analog",
     "convert_to_digital",
@@ -77,9 +78,10 @@ __all__ = [
     "seed_everything",
     "set_forward_seed",
     "summary",
-    "sweeps",
     "tiles",
     "training",
     "utils",
     "workloads",
 ]
+
+__getattr__ = moved_names(__name__, {"sweeps": ("analoglib.studies.nonideality_sensitivity", None)})

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from analoglib.cache import atomic_save
 from analoglib.nn.convert import named_analog_layers, require_analog_layers
 from analoglib.utils import derive_seed, make_generator, progress_enabled
 
@@ -203,12 +204,7 @@ def save(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     Written to a temporary file first and renamed, so an interrupted save leaves no partial
     file. Loading it back with :func:`load` restores the model bit for bit.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    return path
+    return atomic_save(model.state_dict(), Path(path))
 
 
 def load(

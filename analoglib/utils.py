@@ -14,11 +14,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from analoglib._version import __version__
+from analoglib.cache import atomic_write_text, jsonable
+
 __all__ = [
+    "DATA_SOURCES",
     "PROFILES",
+    "check_int",
     "derive_seed",
     "get_device",
     "git_sha",
+    "make_generator",
+    "model_device",
     "paths",
     "progress_enabled",
     "results_path",
@@ -26,7 +33,30 @@ __all__ = [
     "write_results",
 ]
 
+#: Parameter profiles of the notebooks and workloads: CI-sized, offline default, published.
 PROFILES = ("smoke", "default", "paper")
+#: Where data and models come from: the shipped offline assets, or the public hubs.
+DATA_SOURCES = ("offline", "hub")
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an ``int`` if it is an integer (not a bool) >= ``minimum``.
+
+    Raises:
+        ValueError: Naming ``name``, the value and the allowed range otherwise.
+    """
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} = {value!r} is not allowed: expected an integer >= {minimum}.")
+    return int(value)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Device of a model's first parameter (or buffer); the CPU for a model without either."""
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
+    return torch.device("cpu")
 
 
 def derive_seed(seed: int, *keys: int | str) -> int:
@@ -148,20 +178,6 @@ def git_sha() -> str | None:
     return out.stdout.strip() or None
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def write_results(
     stem: str,
     profile: str,
@@ -175,21 +191,15 @@ def write_results(
     The file carries the parameters that made it, the headline metrics, the versions of
     analoglib and torch, the device and the git commit.
     """
-    from analoglib import __version__
-
     path = results_path(stem, profile)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "stem": stem,
         "profile": profile,
         "data_source": data_source,
-        "parameters": _jsonable(parameters),
-        "metrics": _jsonable(metrics),
+        "parameters": jsonable(parameters),
+        "metrics": jsonable(metrics),
         "versions": {"analoglib": __version__, "torch": torch.__version__},
         "device": str(device),
         "git_sha": git_sha(),
     }
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")

@@ -3,7 +3,7 @@
 One step is forward, backward and an SGD update on a mean-squared loss; the analog step adds
 what HWA training does around it (``al.training.post_update_step``: clipping and remapping).
 Shapes (batch x in -> out) as in ``bench_forward.py``. Two training configs, the default HWA
-recipes' (``al.training.hwa_recipe``), both with the full standard forward model (DAC/ADC, IR
+recipes' (``analoglib.studies.hwa_retraining.hwa_recipe``), both with the full standard forward model (DAC/ADC, IR
 drop, output noise), learned input ranges, clipping at 1 and channelwise remapping:
 
 * ``pcm_noise``: the CNN recipe's PCM-like programming noise, std 3.0 (one draw per
@@ -22,13 +22,14 @@ from timing import SHAPES, paired_times, setup
 from torch import nn
 
 import analoglib as al
+from analoglib.studies import hwa_retraining
 
 
 def training_configs() -> dict[str, al.PCMConfig]:
     """The default HWA training configs of the CNN and the transformer workloads."""
     return {
-        "pcm_noise": al.training.hwa_recipe("cnn", "default")[1],
-        "add_normal": al.training.hwa_recipe("transformer", "default")[1],
+        "pcm_noise": hwa_retraining.hwa_recipe("cnn", "default")[1],
+        "add_normal": hwa_retraining.hwa_recipe("transformer", "default")[1],
     }
 
 

@@ -16,9 +16,11 @@ from torch import Tensor, nn
 
 import analoglib as al
 from analoglib.presets import ideal, standard_hwa_2023
+from analoglib.studies import hwa_retraining as hwa_study
 from analoglib.training import hwa
 from analoglib.utils import _Paths
 from analoglib.workloads import base
+from analoglib.workloads import train as workload_train
 
 N_OUT = 20_000  # columns of the statistics tests (one noisy weight read per column)
 
@@ -266,12 +268,12 @@ def test_recipe_validation_and_profiles() -> None:
     with pytest.raises(ValueError, match="optimizer"):
         al.training.HWARecipe(epochs=1, lr=0.1, optimizer="lbfgs")
     with pytest.raises(ValueError, match="workload"):
-        al.training.hwa_recipe("mlp", "smoke")
+        hwa_study.hwa_recipe("mlp", "smoke")
     with pytest.raises(ValueError, match="nope"):
-        al.training.hwa_recipe("cnn", "smoke", nope=1)
-    for name, profiles in al.training.HWA_PROFILES.items():
+        hwa_study.hwa_recipe("cnn", "smoke", nope=1)
+    for name, profiles in hwa_study.HWA_PROFILES.items():
         for profile in profiles:
-            recipe, config, sizes = al.training.hwa_recipe(name, profile)
+            recipe, config, sizes = hwa_study.hwa_recipe(name, profile)
             assert config.modifier.type != "none"
             assert set(sizes) == {"eval_batches", "calibration_batches"}
 
@@ -311,18 +313,18 @@ def test_train_hwa_caches_and_resumes_bit_for_bit(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     workload = al.workloads.load_workload("unit_test_hwa", "smoke")
-    full = al.training.train_hwa(workload, _hwa_config(), RECIPE, progress=False)
-    path = al.training.hwa_cache_path(workload, _hwa_config(), RECIPE)
+    full = al.workloads.train_hwa(workload, _hwa_config(), RECIPE, progress=False)
+    path = al.workloads.hwa_cache_path(workload, _hwa_config(), RECIPE)
     assert path.is_file() and path.parent.parent.name == "hwa"
-    assert not hwa._progress_path(path).exists()
+    assert not workload_train._progress_path(path).exists()
     assert all(layer.modifier_strength == 1.0 for layer in al.analog_layers(full))
 
     # Reused: a second call loads the checkpoint without training.
     def no_training(*args: Any, **kwargs: Any) -> list[float]:
         raise AssertionError("fit must not run for a cached HWA checkpoint")
 
-    monkeypatch.setattr(hwa, "fit", no_training)
-    again = al.training.train_hwa(
+    monkeypatch.setattr(workload_train, "fit", no_training)
+    again = al.workloads.train_hwa(
         al.workloads.load_workload("unit_test_hwa", "smoke"), _hwa_config(), RECIPE
     )
     for key, value in _state(full).items():
@@ -332,7 +334,7 @@ def test_train_hwa_caches_and_resumes_bit_for_bit(
 
     # Interrupted in the third epoch: two finished epochs survive, the rerun resumes.
     path.unlink()
-    real_fit, calls = hwa.fit, []
+    real_fit, calls = workload_train.fit, []
 
     def interrupted_fit(*args: Any, **kwargs: Any) -> list[float]:
         calls.append(1)
@@ -340,21 +342,21 @@ def test_train_hwa_caches_and_resumes_bit_for_bit(
             raise KeyboardInterrupt
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(hwa, "fit", interrupted_fit)
+    monkeypatch.setattr(workload_train, "fit", interrupted_fit)
     with pytest.raises(KeyboardInterrupt):
-        al.training.train_hwa(
+        al.workloads.train_hwa(
             al.workloads.load_workload("unit_test_hwa", "smoke"), _hwa_config(), RECIPE
         )
-    assert torch.load(hwa._progress_path(path), weights_only=False)["epoch"] == 2
-    monkeypatch.setattr(hwa, "fit", real_fit)
+    assert torch.load(workload_train._progress_path(path), weights_only=False)["epoch"] == 2
+    monkeypatch.setattr(workload_train, "fit", real_fit)
     counted: list[int] = []
 
     def counting_fit(*args: Any, **kwargs: Any) -> list[float]:
         counted.append(1)
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(hwa, "fit", counting_fit)
-    resumed = al.training.train_hwa(
+    monkeypatch.setattr(workload_train, "fit", counting_fit)
+    resumed = al.workloads.train_hwa(
         al.workloads.load_workload("unit_test_hwa", "smoke"), _hwa_config(), RECIPE
     )
     assert len(counted) == 1  # only the unfinished epoch
@@ -373,7 +375,7 @@ def test_normalized_accuracy_table() -> None:
             "error": [0.2, 0.3, 0.9],
         }
     )
-    table = al.training.normalized_accuracy_table(results, error_fp=0.1, chance_error=0.9)
+    table = hwa_study.normalized_accuracy_table(results, error_fp=0.1, chance_error=0.9)
     row = table.loc[("a", True, 3600.0)]
     # A* = 1 - (e - 0.1) / 0.8: 87.5 % and 75 %.
     assert row["a_star_mean"] == pytest.approx(81.25)
@@ -387,8 +389,8 @@ def test_short_hwa_run_beats_direct_mapping_on_the_smoke_cnn(cache: Path) -> Non
     ResNet-8 on the 8x8 digits; 450 test images, so one image is 0.26 points of A*.
     """
     workload = al.workloads.load_workload("cnn", "smoke")
-    recipe, config, sizes = al.training.hwa_recipe("cnn", "smoke")
-    hwa_model = al.training.train_hwa(workload, config, recipe, progress=False)
+    recipe, config, sizes = hwa_study.hwa_recipe("cnn", "smoke")
+    hwa_model = al.workloads.train_hwa(workload, config, recipe, progress=False)
     fp_error = workload.evaluate(workload.model)["error"]
     direct = al.convert_to_analog(workload.model, standard_hwa_2023())
     al.optim.calibrate_input_ranges(

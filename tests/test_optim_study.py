@@ -12,7 +12,7 @@ import pytest
 
 import analoglib as al
 import analoglib.workloads.transformer  # noqa: F401  (registers "transformer")
-from analoglib.optim import study
+from analoglib.studies import glue_post_training as study
 from analoglib.utils import _Paths
 from analoglib.workloads import base
 
@@ -86,19 +86,19 @@ def test_summary_metrics_and_plots() -> None:
     results = _results()
     scores = study.scores_at(results, 3600)
     run = study.TaskResult("sst2", "test", "accuracy", {"accuracy": 0.9}, results, {}, 14, 0.5)
-    metrics = study.summary_metrics([run], scores, results, "pt_both", "fixed")
+    metrics = study.results_metrics([run], scores, results, "pt_both", "fixed")
     assert metrics["score_1h"]["pt_both"]["average"] == pytest.approx(81.0)
     assert metrics["pt_gain_over_fixed"] == pytest.approx(81.0 - 51.0)
     assert metrics["score_vs_time"]["worst"]["sst2"]["t_inference_s"] == [1.0, 3600.0]
     assert metrics["score_vs_time"]["worst"]["sst2"]["mean"] == pytest.approx([61.0, 51.0])
     assert metrics["tasks"]["sst2"] == {"metric": "accuracy", "fp": 0.9, "n_tiles": 14}
-    fig = al.plotting.plot_configuration_scores(scores, labels=study.configuration_labels())
+    fig = study.plot_configuration_scores(scores, labels=study.configuration_labels())
     assert len(fig.axes[0].patches) == 3 * 3  # configurations x (two tasks + average)
     fig2 = al.plotting.plot_tasks_vs_time(results, "score", references={"sst2": 90.0})
     assert [ax.get_title() for ax in fig2.axes] == ["sst2", "stsb"]
     plt.close("all")
     with pytest.raises(ValueError, match="configuration, task"):
-        al.plotting.plot_configuration_scores(scores.reset_index())
+        study.plot_configuration_scores(scores.reset_index())
     with pytest.raises(ValueError, match="task"):
         al.plotting.plot_tasks_vs_time(results.drop(columns="task"))
 

@@ -24,11 +24,18 @@ import torch
 from torch import nn
 
 import analoglib as al
-from analoglib import sweeps
 from analoglib.config import bits_to_res
 from analoglib.metrics import random_tile_mvm_error
 from analoglib.presets import standard_hwa_2023
-from analoglib.sweeps import NONIDEALITIES, STANDARD, SweepFile, SweepSpec, get_nonideality
+from analoglib.studies import nonideality_sensitivity as sweeps
+from analoglib.studies.nonideality_sensitivity import (
+    NONIDEALITIES,
+    STANDARD,
+    SweepFile,
+    SweepSpec,
+    get_nonideality,
+    runner,
+)
 from analoglib.utils import _Paths
 from analoglib.workloads import base as workload_base
 
@@ -180,9 +187,9 @@ def _fake_pipeline(monkeypatch: pytest.MonkeyPatch, crash_after: int | None = No
     def mvm(config: Any, t_inference_s: float, seed: int, size: int, n_vectors: int) -> float:
         return 0.1 * config.forward.out_noise / 0.04 + (seed % 97) * 1e-4
 
-    monkeypatch.setattr(sweeps, "prepare_workload", prepare)
-    monkeypatch.setattr(sweeps, "evaluate_point", evaluate)
-    monkeypatch.setattr(sweeps, "random_tile_mvm_error", mvm)
+    monkeypatch.setattr(runner, "prepare_workload", prepare)
+    monkeypatch.setattr(runner, "evaluate_point", evaluate)
+    monkeypatch.setattr(runner, "random_tile_mvm_error", mvm)
     return calls
 
 
@@ -271,7 +278,7 @@ _CHILD = textwrap.dedent(
     """
     import sys, torch
     torch.set_num_threads(1)
-    from analoglib import sweeps
+    from analoglib.studies import nonideality_sensitivity as sweeps
     spec = sweeps.SweepSpec(**eval(sys.argv[2]))
     sweeps.run_sweep(spec, sys.argv[1], progress=False)
     """
@@ -297,7 +304,7 @@ def test_sweep_killed_half_way_resumes_to_the_same_table(
 ) -> None:
     fake_paths = _Paths(tmp_path)
     monkeypatch.setattr(workload_base, "paths", fake_paths)
-    monkeypatch.setattr(sweeps, "paths", fake_paths)
+    monkeypatch.setattr(runner, "paths", fake_paths)
     settings = _real_spec()
     spec = SweepSpec(**settings)
     n_points = len(spec.points())
@@ -407,14 +414,14 @@ def test_plots_draw_the_sweep(tmp_path: Path) -> None:
     tolerances = sweeps.tolerance_table(summary)
     assert set(tolerances["text"]) >= {">=4x"}
     for fig in (
-        al.plotting.plot_sweep_a_star(summary),
-        al.plotting.plot_a_star_vs_mvm_error(summary),
-        al.plotting.plot_tolerance_heatmap(tolerances),
+        sweeps.plot_sweep_a_star(summary),
+        sweeps.plot_a_star_vs_mvm_error(summary),
+        sweeps.plot_tolerance_heatmap(tolerances),
     ):
         assert fig.axes
         plt.close(fig)
     with pytest.raises(ValueError, match="summary lacks"):
-        al.plotting.plot_sweep_a_star(summary.drop(columns="a_star_std"))
+        sweeps.plot_sweep_a_star(summary.drop(columns="a_star_std"))
 
 
 def test_tolerance_table_takes_one_threshold_per_workload() -> None:

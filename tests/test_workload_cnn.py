@@ -28,7 +28,7 @@ from analoglib.models.resnet import CifarResNet, ShortcutA, resnet8, resnet20, r
 from analoglib.training import fit
 from analoglib.utils import _Paths
 from analoglib.workloads import base
-from analoglib.workloads.base import Workload, cache_path, load_workload, train_fp
+from analoglib.workloads import Workload, cache_path, load_workload, train_fp
 
 needs_fashion_mnist = pytest.mark.skipif(
     not FASHION_MNIST_DIR.is_dir(),

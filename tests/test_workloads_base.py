@@ -12,6 +12,7 @@ from synthetic import synthetic_workload
 import analoglib as al
 from analoglib.utils import _Paths
 from analoglib.workloads import base
+from analoglib.workloads import train as workload_train
 
 PROFILES = {
     "smoke": {"hidden": 8, "epochs": 1},
@@ -83,7 +84,7 @@ def test_checkpoint_is_cached_reused_and_invalidated(
     def no_training(*args: object, **kwargs: object) -> list[float]:
         raise AssertionError("fit was called although a checkpoint is cached")
 
-    monkeypatch.setattr(base, "fit", no_training)
+    monkeypatch.setattr(workload_train, "fit", no_training)
     again = al.workloads.load_workload("unit_test_linear", "smoke", seed=0)
     al.workloads.train_fp(again, progress=False)
     for key, value in again.model.state_dict().items():
@@ -111,7 +112,7 @@ def test_evaluation_only_parameters_do_not_retrain(
     def no_training(*args: object, **kwargs: object) -> list[float]:
         raise AssertionError("fit was called for an evaluation-only change")
 
-    monkeypatch.setattr(base, "fit", no_training)
+    monkeypatch.setattr(workload_train, "fit", no_training)
     al.workloads.train_fp(smaller_eval, progress=False)
     # The stored metrics belong to the other evaluation subset, so they are not reported.
     assert al.workloads.cached_metrics(workload) is not None

@@ -36,7 +36,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from analoglib import utils
+from analoglib.cache import atomic_write
+from analoglib.utils import DATA_SOURCES
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -70,8 +71,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Values of the ``data_source`` argument.
-DATA_SOURCES = ("offline", "hub")
 #: The GLUE benchmark on the Hugging Face hub.
 GLUE_HUB_NAME = "nyu-mll/glue"
 #: Install command of the offline text data (``make data`` runs it).
@@ -367,16 +366,10 @@ _BUILDERS = {"sst2": _sst2_rows, "trec_nli": _trec_nli_rows}
 
 def _write_tsv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     """GLUE-format TSV (header, tab-separated, no quoting), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as handle:
-            handle.write("\t".join(columns) + "\n")
-            for row in rows:
-                handle.write("\t".join(str(row[c]) for c in columns) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write("\t".join(columns) + "\n")
+        for row in rows:
+            handle.write("\t".join(str(row[c]) for c in columns) + "\n")
 
 
 def offline_tsv_files(task: str) -> dict[str, Path]:

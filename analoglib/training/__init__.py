@@ -1,35 +1,30 @@
-"""Training of digital and analog models.
+"""Training mechanics for digital and analog models.
 
 :func:`fit`, :func:`accuracy` and :func:`classification_eval_fn` are generic loops that accept
-digital and converted (analog) models alike. Hardware-aware training (weight-noise injection,
-clipping, remapping, ramp, distillation and the cached HWA training driver) lives in
-``analoglib/training/hwa.py``.
+digital and converted (analog) models alike; :class:`TrainRecipe` holds their arguments.
+Hardware-aware training adds weight-noise injection (the layers' modifier), clipping,
+remapping, the noise ramp and distillation (:mod:`analoglib.training.hwa`). Cached training of
+a workload is :func:`analoglib.workloads.train_fp` and :func:`analoglib.workloads.train_hwa`;
+the HWA study of notebook 02 is :mod:`analoglib.studies.hwa_retraining`.
 
 References:
     Rasch et al. 2023; ``aimc-model.md`` sections 9 and 10 (hardware-aware training).
 """
 
+from analoglib._deprecation import moved_names
 from analoglib.training import hwa
 from analoglib.training.hwa import (
-    HWA_PROFILES,
-    PUBLISHED_RASCH_2023,
     HWARecipe,
     ModifierRamp,
     clip_weights,
-    compare_with_published,
     distillation_batch_loss,
-    evaluate_variants,
-    hwa_cache_path,
-    hwa_recipe,
-    normalized_accuracy_table,
     post_update_step,
     remap_weights,
     set_modifier_strength,
-    summary_metrics,
-    train_hwa,
 )
 from analoglib.training.loops import (
     OPTIMIZERS,
+    TrainRecipe,
     accuracy,
     classification_eval_fn,
     fit,
@@ -37,26 +32,34 @@ from analoglib.training.loops import (
 )
 
 __all__ = [
-    "HWA_PROFILES",
     "OPTIMIZERS",
-    "PUBLISHED_RASCH_2023",
     "HWARecipe",
     "ModifierRamp",
+    "TrainRecipe",
     "accuracy",
     "classification_eval_fn",
     "clip_weights",
-    "compare_with_published",
     "distillation_batch_loss",
-    "evaluate_variants",
     "fit",
     "hwa",
-    "hwa_cache_path",
-    "hwa_recipe",
     "make_optimizer",
-    "normalized_accuracy_table",
     "post_update_step",
     "remap_weights",
     "set_modifier_strength",
-    "summary_metrics",
-    "train_hwa",
 ]
+
+_STUDY = "analoglib.studies.hwa_retraining"
+__getattr__ = moved_names(
+    __name__,
+    {
+        "HWA_PROFILES": (_STUDY, "HWA_PROFILES"),
+        "PUBLISHED_RASCH_2023": (_STUDY, "PUBLISHED_RASCH_2023"),
+        "compare_with_published": (_STUDY, "compare_with_published"),
+        "evaluate_variants": (_STUDY, "evaluate_variants"),
+        "hwa_recipe": (_STUDY, "hwa_recipe"),
+        "normalized_accuracy_table": (_STUDY, "normalized_accuracy_table"),
+        "summary_metrics": (_STUDY, "results_metrics"),
+        "hwa_cache_path": ("analoglib.workloads", "hwa_cache_path"),
+        "train_hwa": ("analoglib.workloads", "train_hwa"),
+    },
+)

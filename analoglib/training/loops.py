@@ -7,16 +7,24 @@ clipping and remapping through the model's configuration and the ``after_step`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Mapping, Sized
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from analoglib.utils import progress_enabled
+from analoglib.utils import model_device, progress_enabled
 
-__all__ = ["OPTIMIZERS", "accuracy", "classification_eval_fn", "fit", "make_optimizer"]
+__all__ = [
+    "OPTIMIZERS",
+    "TrainRecipe",
+    "accuracy",
+    "classification_eval_fn",
+    "fit",
+    "make_optimizer",
+]
 
 #: Optimiser names accepted by :func:`fit`.
 OPTIMIZERS = ("adam", "sgd")
@@ -26,12 +34,53 @@ SGD_MOMENTUM = 0.9
 Batch = Any  # a (inputs, targets) pair or list, as a DataLoader yields it
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for parameter in model.parameters():
-        return parameter.device
-    for buffer in model.buffers():
-        return buffer.device
-    return torch.device("cpu")
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How a model is trained: the arguments of :func:`fit` (the FP baselines of the workloads).
+
+    Attributes:
+        epochs: Passes over the training loader.
+        lr: Learning rate.
+        optimizer: ``"adam"`` or ``"sgd"``.
+        weight_decay: L2 weight decay.
+        max_steps: Optimiser steps per epoch at most (0: the whole loader).
+        grad_clip: Gradient-norm clip (0: none).
+        lr_decay: Learning-rate factor per epoch.
+    """
+
+    epochs: int
+    lr: float
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    max_steps: int = 0
+    grad_clip: float = 0.0
+    lr_decay: float = 1.0
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> TrainRecipe:
+        """The recipe from a workload's parameters (fields it lacks keep their defaults)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in parameters.items() if k in names})
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "max_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} = {value!r} is not allowed: expected an integer >= 0.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer = {self.optimizer!r} is not allowed: expected one of "
+                f"{', '.join(map(repr, OPTIMIZERS))}."
+            )
+        if not self.lr > 0:
+            raise ValueError(f"lr = {self.lr!r} is not allowed: expected a learning rate > 0.")
+        for name in ("weight_decay", "grad_clip"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} = {getattr(self, name)!r} is not allowed: expected >= 0.")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(
+                f"lr_decay = {self.lr_decay!r} is not allowed: expected a factor in (0, 1]."
+            )
 
 
 def _split_batch(batch: Batch, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -123,7 +172,7 @@ def fit(
         opt = make_optimizer(
             optimizer, (p for p in model.parameters() if p.requires_grad), lr, weight_decay
         )
-    device = _model_device(model)
+    device = model_device(model)
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
     history: list[float] = []
     model.train()
@@ -178,7 +227,7 @@ def accuracy(model: nn.Module, loader: Iterable[Batch], max_batches: int = 0) ->
     if not isinstance(max_batches, int) or max_batches < 0:
         raise ValueError(f"max_batches = {max_batches!r} is not allowed: expected an integer >= 0.")
     model.eval()
-    device = _model_device(model)
+    device = model_device(model)
     correct, count = 0, 0
     for index, batch in enumerate(loader):
         if max_batches and index >= max_batches:

@@ -5,7 +5,7 @@ task metric with its chance level (for the normalised accuracy A*), an evaluatio
 usable by :func:`analoglib.evaluate`, and the recipe of its floating-point (FP) baseline
 training. Every knob of a workload is a profile parameter (``smoke``, ``default``, ``paper``),
 overridable by keyword; the FP checkpoint is cached under ``data/cache/fp/<name>/`` keyed by
-all parameters that determine it.
+all parameters that determine it (:mod:`analoglib.workloads.train`).
 
 References:
     Rasch et al. 2023 (the three network families); ``aimc-model.md`` section 12 (A*).
@@ -13,40 +13,36 @@ References:
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from analoglib._deprecation import moved_names
+from analoglib.cache import json_normalized, key_digest
 from analoglib.metrics import normalized_accuracy
-from analoglib.training.loops import OPTIMIZERS, fit
-from analoglib.utils import PROFILES, paths
+from analoglib.training.loops import TrainRecipe
+from analoglib.utils import DATA_SOURCES, PROFILES, paths
 
 __all__ = [
+    "CACHE_VERSION",
+    "EVAL_ONLY_PARAMETERS",
     "WORKLOADS",
-    "TrainRecipe",
     "Workload",
-    "atomic_save",
     "cache_path",
-    "cached_metrics",
+    "eval_parameters",
     "load_workload",
     "register",
     "resolve_parameters",
-    "train_fp",
     "training_parameters",
 ]
 
 log = logging.getLogger(__name__)
 
-DATA_SOURCES = ("offline", "hub")
 # Bump when a change of the training code invalidates every cached checkpoint.
 CACHE_VERSION = 1
 # Parameters that choose only the evaluation subset: they never change the trained weights,
@@ -57,55 +53,6 @@ EVAL_ONLY_PARAMETERS = frozenset(
 
 Batch = Any
 Builder = Callable[[dict[str, Any]], "Workload"]
-
-
-@dataclass(frozen=True)
-class TrainRecipe:
-    """How the FP baseline is trained (arguments of :func:`analoglib.training.fit`).
-
-    Attributes:
-        epochs: Passes over the training loader.
-        lr: Learning rate.
-        optimizer: ``"adam"`` or ``"sgd"``.
-        weight_decay: L2 weight decay.
-        max_steps: Optimiser steps per epoch at most (0: the whole loader).
-        grad_clip: Gradient-norm clip (0: none).
-        lr_decay: Learning-rate factor per epoch.
-    """
-
-    epochs: int
-    lr: float
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    max_steps: int = 0
-    grad_clip: float = 0.0
-    lr_decay: float = 1.0
-
-    @classmethod
-    def from_parameters(cls, parameters: Mapping[str, Any]) -> TrainRecipe:
-        """The recipe from a workload's parameters (fields it lacks keep their defaults)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in parameters.items() if k in names})
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "max_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} = {value!r} is not allowed: expected an integer >= 0.")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"optimizer = {self.optimizer!r} is not allowed: expected one of "
-                f"{', '.join(map(repr, OPTIMIZERS))}."
-            )
-        if not self.lr > 0:
-            raise ValueError(f"lr = {self.lr!r} is not allowed: expected a learning rate > 0.")
-        for name in ("weight_decay", "grad_clip"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} = {getattr(self, name)!r} is not allowed: expected >= 0.")
-        if not 0 < self.lr_decay <= 1:
-            raise ValueError(
-                f"lr_decay = {self.lr_decay!r} is not allowed: expected a factor in (0, 1]."
-            )
 
 
 @dataclass
@@ -252,105 +199,24 @@ def cache_path(workload: Workload, kind: str = "fp", **extra: Any) -> Path:
     The hash covers every training parameter of the workload (not the evaluation-only ones in
     :data:`EVAL_ONLY_PARAMETERS`) and any ``extra`` key-value pairs (e.g. an HWA recipe).
     """
-    key = json.dumps(
-        {"name": workload.name, "version": CACHE_VERSION, **training_parameters(workload), **extra},
-        sort_keys=True,
-        default=str,
+    digest = key_digest(
+        {"name": workload.name, "version": CACHE_VERSION, **training_parameters(workload), **extra}
     )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return paths.CACHE / kind / workload.name / f"{digest}.pt"
 
 
-def atomic_save(obj: Any, path: Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
-
-    An interrupted save leaves at most a stray temporary file, never a partial ``path``.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def train_fp(workload: Workload, retrain: bool = False, progress: bool = True) -> nn.Module:
-    """Train the FP baseline of ``workload`` once and cache it; later calls reload it.
-
-    The checkpoint (state dict plus the parameters, recipe, loss history and FP metrics) is
-    written atomically to :func:`cache_path`. A changed parameter gives a different path, so a
-    stale checkpoint is never reused.
-
-    Args:
-        workload: From :func:`load_workload`; its ``model`` is trained in place.
-        retrain: Train even if a cached checkpoint exists (and overwrite it).
-        progress: Show progress bars.
-
-    Returns:
-        ``workload.model``, trained, in ``eval()`` mode.
-    """
-    path = cache_path(workload)
-    if path.exists() and not retrain:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("parameters") != _jsonable(training_parameters(workload)):
-            raise RuntimeError(f"{path}: cached parameters do not match; delete the file.")
-        workload.model.load_state_dict(state["model"])
-        log.info("%s: loaded the FP checkpoint %s", workload.name, path)
-        return workload.model.eval()
-    recipe = workload.recipe
-    history = fit(
-        workload.model,
-        workload.train_loader,
-        epochs=recipe.epochs,
-        lr=recipe.lr,
-        seed=workload.parameters["seed"],
-        optimizer=recipe.optimizer,
-        weight_decay=recipe.weight_decay,
-        progress=progress,
-        batch_loss=workload.batch_loss,
-        max_steps=recipe.max_steps,
-        grad_clip=recipe.grad_clip,
-        lr_decay=recipe.lr_decay,
+def eval_parameters(workload: Workload) -> dict[str, Any]:
+    """The evaluation-only parameters of a workload (JSON-normalised), stored with its metrics."""
+    return json_normalized(
+        {k: v for k, v in workload.parameters.items() if k in EVAL_ONLY_PARAMETERS}
     )
-    workload.model.eval()
-    with torch.no_grad():
-        metrics = workload.evaluate(workload.model)
-    atomic_save(
-        {
-            "model": copy.deepcopy(workload.model.state_dict()),
-            "parameters": _jsonable(training_parameters(workload)),
-            "eval_parameters": _eval_parameters(workload),
-            "recipe": _jsonable(recipe.__dict__),
-            "loss_history": history,
-            "metrics": metrics,
-        },
-        path,
-    )
-    log.info("%s: trained and cached %s (%s)", workload.name, path, metrics)
-    return workload.model
 
 
-def cached_metrics(workload: Workload) -> dict[str, float] | None:
-    """FP metrics stored with the cached checkpoint.
-
-    None if it is not cached yet, or if it was evaluated on another evaluation subset than
-    ``workload`` asks for (then evaluate the loaded model instead).
-    """
-    path = cache_path(workload)
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("eval_parameters") != _eval_parameters(workload):
-        return None
-    metrics: dict[str, float] = state["metrics"]
-    return metrics
-
-
-def _eval_parameters(workload: Workload) -> dict[str, Any]:
-    return _jsonable({k: v for k, v in workload.parameters.items() if k in EVAL_ONLY_PARAMETERS})
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
+__getattr__ = moved_names(
+    __name__,
+    {
+        "atomic_save": ("analoglib.cache", "atomic_save"),
+        "cached_metrics": ("analoglib.workloads.train", "cached_metrics"),
+        "train_fp": ("analoglib.workloads.train", "train_fp"),
+    },
+)

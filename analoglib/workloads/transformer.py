@@ -45,8 +45,9 @@ from tqdm.auto import tqdm
 
 from analoglib.data.glue import get_task, glue_metrics, load_glue_task
 from analoglib.models.text_classifier import TINY_ROBERTA, load_text_classifier, tiny_roberta
-from analoglib.utils import progress_enabled
-from analoglib.workloads.base import TrainRecipe, Workload, register
+from analoglib.training.loops import TrainRecipe
+from analoglib.utils import check_int, model_device, progress_enabled
+from analoglib.workloads.base import Workload, register
 
 __all__ = ["PROFILES", "build_transformer", "encode_texts"]
 
@@ -118,12 +119,6 @@ _MODEL_NAMES = {
 }
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} = {value!r} is not allowed: expected an integer >= {minimum}.")
-    return value
-
-
 def encode_texts(
     tokenizer: Any,
     columns: Sequence[Sequence[str]],
@@ -153,12 +148,6 @@ def encode_texts(
     return [encoded[name].long() for name in input_names]  # each (n, max_length)
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for parameter in model.parameters():
-        return parameter.device
-    return torch.device("cpu")
-
-
 @register("transformer", PROFILES)
 def build_transformer(parameters: dict[str, Any]) -> Workload:
     """Build the transformer workload from resolved profile parameters.
@@ -178,9 +167,9 @@ def build_transformer(parameters: dict[str, Any]) -> Workload:
     """
     task = get_task(parameters["task"])
     for key in ("n_train", "n_eval", "max_eval_batches"):
-        _check_int(key, parameters[key], 0)
+        check_int(key, parameters[key], 0)
     for key in ("max_length", "batch_size", "eval_batch_size"):
-        _check_int(key, parameters[key], 1)
+        check_int(key, parameters[key], 1)
     data_source = parameters["data_source"]
     seed = parameters["seed"]
     dataset = load_glue_task(task.name, data_source)
@@ -225,7 +214,7 @@ def build_transformer(parameters: dict[str, Any]) -> Workload:
     max_eval_batches = parameters["max_eval_batches"]
 
     def logits_of(model: nn.Module, batch: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        device = _model_device(model)
+        device = model_device(model)
         *inputs, labels = batch
         length = int(inputs[input_names.index("attention_mask")].sum(dim=1).max())
         feed = {key: x[:, :length].to(device) for key, x in zip(input_names, inputs, strict=True)}
@@ -250,7 +239,7 @@ def build_transformer(parameters: dict[str, Any]) -> Workload:
         thereby its checkpoint): ``functools.partial(workload.evaluate, max_batches=4)``.
         """
         limit = (
-            max_eval_batches if max_batches is None else _check_int("max_batches", max_batches, 0)
+            max_eval_batches if max_batches is None else check_int("max_batches", max_batches, 0)
         )
         model.eval()
         predictions, targets = [], []
@@ -270,11 +259,11 @@ def build_transformer(parameters: dict[str, Any]) -> Workload:
         )
 
     recipe = TrainRecipe(
-        epochs=_check_int("epochs", parameters["epochs"], 0),
+        epochs=check_int("epochs", parameters["epochs"], 0),
         lr=parameters["lr"],
         optimizer="adam",
         weight_decay=parameters["weight_decay"],
-        max_steps=_check_int("max_steps", parameters["max_steps"], 0),
+        max_steps=check_int("max_steps", parameters["max_steps"], 0),
         grad_clip=parameters["grad_clip"],
     )
     description = f"{_MODEL_NAMES.get(name, str(name))} on {task.describe(data_source)}"
