@@ -30,8 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from analoglib.config import PCMConfig
+from analoglib.noise.modifier import modify_weights
 from analoglib.noise.pcm import PCMNoiseModel
-from analoglib.random import normal
 from analoglib.tiles.mapper import TileMapping
 from analoglib.tiles.tile import analog_mvm, ir_drop_row_weighting, one_hot_readout
 
@@ -278,70 +278,10 @@ class AnalogLayerBase(nn.Module):
         return weight.reshape(self._native_shape)
 
     def _modified_tiles(self, tiles: Tensor, generator: torch.Generator) -> Tensor:
-        """Weight-noise modifier of HWA training (one draw per call), straight-through.
-
-        The strength is ``modifier.std_dev`` times the layer's ramp factor
-        ``modifier_strength`` (1 unless a training ramp lowers it); ``pdrop`` is not ramped.
-        """
-        modifier = self.config.modifier
-        if modifier.type == "none" and modifier.pdrop == 0:
-            return tiles
-        std_dev = modifier.std_dev * self.modifier_strength
-        with torch.no_grad():
-            if modifier.rel_to_actual_wmax:
-                wmax = tiles.abs().amax(dim=(1, 2), keepdim=True)  # (tiles, 1, 1)
-                wmax = torch.where(wmax > 0, wmax, torch.ones_like(wmax))
-            else:
-                wmax = torch.full_like(tiles[:, :1, :1], modifier.assumed_wmax)
-            noisy = tiles.detach().clone()  # (tiles, out, rows)
-            if modifier.type != "none" and std_dev > 0:
-                noisy = self._weight_noise(noisy, wmax, std_dev, generator)
-            if modifier.pdrop > 0:
-                keep = torch.rand(
-                    tiles.shape, generator=generator, device=tiles.device, dtype=tiles.dtype
-                )
-                noisy.mul_(keep >= modifier.pdrop)
-        return tiles + (noisy - tiles).detach()
-
-    def _weight_noise(
-        self, w: Tensor, wmax: Tensor, std_dev: float, generator: torch.Generator
-    ) -> Tensor:
-        """One draw of the modifier noise on ``w`` ``(tiles, out, rows)`` (may work in place).
-
-        ``wmax`` ``(tiles, 1, 1)`` is the abs-max ``a``. Formulas of ``aimc-model.md`` section 9.
-        """
-        modifier = self.config.modifier
-        xi = normal(w.shape, generator, w.device, w.dtype)  # (tiles, out, rows)
-        if modifier.type == "add_normal":
-            return w.add_(xi.mul_(wmax * std_dev))
-        if modifier.type == "mult_normal":
-            return w.add_(xi.mul_(wmax * std_dev).mul_(w))
-        c0, c1, c2 = modifier.coeffs
-        if modifier.type == "prog_noise":
-            rel = w.abs() / wmax  # |w| / a
-            sigma = (rel * c2 + c1).mul_(rel).add_(c0).mul_(std_dev / modifier.g_max_uS)
-            # sign kept, reflected at 0: sign(w) * |w + a * sigma * xi|
-            return w.sign().mul_(w.add(xi.mul_(sigma).mul_(wmax)).abs_())
-        # pcm_noise: programming noise, drift variation (no mean drift), 1/f read noise in uS.
-        g_max = modifier.g_max_uS
-        sign = w.sign()  # zero weights stay exactly 0
-        g = torch.minimum(w.abs(), wmax).mul_(g_max / wmax)  # |g| in uS
-        rel = g / g_max
-        sigma_prog = (rel * c2 + c1).mul_(rel).add_(c0).mul_(std_dev)
-        g_prog = g.add_(xi.mul_(sigma_prog)).abs_()  # |g_p|
-        # The PCM statistics are tabulated for the noise model's g_max: rescale to it.
-        g_model = g_prog * (self.noise_model.params.g_max_uS / g_max)
-        t = modifier.pcm_t_inference_s + modifier.pcm_t0_s
-        g_out = g_prog
-        if t > modifier.pcm_t0_s:
-            _, nu_std = self.noise_model.drift_nu_mean_std(g_model)
-            nu = normal(w.shape, generator, w.device, w.dtype).mul_(nu_std).abs_()
-            g_out = g_prog * torch.exp(-nu * math.log(t / modifier.pcm_t0_s))
-        q_s = self.noise_model.read_noise_qs(g_model)
-        time_factor = math.sqrt(math.log((t + 250e-9) / 500e-9))
-        read = normal(w.shape, generator, w.device, w.dtype)
-        g_final = g_out + read.mul_(q_s).mul_(g_out.abs()).mul_(std_dev * time_factor)
-        return sign.mul_(g_final.abs_().mul_(wmax / g_max))
+        """The HWA weight-noise modifier of this layer (:func:`analoglib.noise.modify_weights`)."""
+        return modify_weights(
+            tiles, self.config.modifier, self.modifier_strength, self.noise_model, generator
+        )
 
     # -- forward --------------------------------------------------------------------------------
     def _tile_inputs(self, x: Tensor) -> Tensor:
