@@ -3,8 +3,9 @@
 One step is forward, backward and an SGD update on a mean-squared loss; the analog step adds
 what HWA training does around it (``al.training.post_update_step``: clipping and remapping).
 Shapes (batch x in -> out) as in ``bench_forward.py``. Two training configs, the default HWA
-recipes' (``analoglib.studies.hwa_retraining.hwa_recipe``), both with the full standard forward model (DAC/ADC, IR
-drop, output noise), learned input ranges, clipping at 1 and channelwise remapping:
+recipes' (``analoglib.studies.hwa_retraining.hwa_recipe``), both with the full standard
+forward model (DAC/ADC, IR drop, output noise), learned input ranges, clipping at 1 and
+channelwise remapping:
 
 * ``pcm_noise``: the CNN recipe's PCM-like programming noise, std 3.0 (one draw per
   mini-batch);

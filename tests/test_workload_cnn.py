@@ -27,8 +27,7 @@ from analoglib.data.images import (
 from analoglib.models.resnet import CifarResNet, ShortcutA, resnet8, resnet20, resnet32
 from analoglib.training import fit
 from analoglib.utils import _Paths
-from analoglib.workloads import base
-from analoglib.workloads import Workload, cache_path, load_workload, train_fp
+from analoglib.workloads import Workload, base, cache_path, load_workload, train_fp
 
 needs_fashion_mnist = pytest.mark.skipif(
     not FASHION_MNIST_DIR.is_dir(),
