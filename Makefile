@@ -2,6 +2,7 @@
 #
 #   main job:  make env data figures
 #   tests:     make env data lint test smoke      (what .ci/run runs)
+#   docs:      make env docs                      (documentation site into build/site)
 #
 # Variables: VENV (default .venv), PYTHON (interpreter that creates the venv), NB (notebook
 # stems to run, default all: `make smoke NB=00_quickstart`; a notebook listed in RUNS_<stem> runs
@@ -16,7 +17,7 @@ MAKEFLAGS += --no-builtin-rules --no-print-directory
 VENV ?= .venv
 PYTHON ?= python3
 PY = $(VENV)/bin/python
-EXTRAS = text,notebooks,dev
+EXTRAS = text,notebooks,dev,docs
 ENV_STAMP = $(VENV)/.stamp-env
 DATA_STAMP = $(VENV)/.stamp-data
 
@@ -33,6 +34,8 @@ test smoke: export ANALOGLIB_PROGRESS := 0
 test smoke: export HF_HUB_OFFLINE := 1
 test smoke: export HF_DATASETS_OFFLINE := 1
 test smoke: export TRANSFORMERS_OFFLINE := 1
+# mkdocs-material prints a banner about MkDocs 2.0 on every build; it is not a build warning.
+docs lint: export NO_MKDOCS_2_WARNING := 1
 
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 ALL_NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
@@ -58,17 +61,18 @@ BANNER = echo "== make $@ [$$(date -u +%H:%M:%S) UTC]"
 PYTEST_RC = if [ "$$rc" -eq 5 ]; then echo "make $@: pytest collected no tests (exit code 5), counted as success"; rc=0; fi; exit "$$rc"
 
 .PHONY: help env install data lint format test smoke smoke-expected notebooks figures paper \
-	benchmark strip clean
+	benchmark docs strip clean
 
 help: ## list the targets (default)
 	@echo "usage: make <target> [VENV=.venv] [NB='00_quickstart ...']"
 	@echo "  main job: make env data figures"
 	@echo "  tests:    make env data lint test smoke"
+	@echo "  docs:     make env docs (site into build/site)"
 	@echo
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
-env: $(ENV_STAMP) ## create the venv (VENV=.venv): torch==2.13.0 (CPU) first, then -e .[text,notebooks,dev]
+env: $(ENV_STAMP) ## create the venv (VENV=.venv): torch==2.13.0 (CPU) first, then -e .[text,notebooks,dev,docs]
 	@echo "make env: $(VENV) is up to date ($$($(PY) -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)'))"
 
 # Rebuilt when pyproject.toml or constraints.txt changes. torch==2.13.0 must come first: a
@@ -82,7 +86,7 @@ $(ENV_STAMP): pyproject.toml constraints.txt
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3"
 	@touch $@
 
-install: ## force the `env` install steps again (torch first, then -e .[text,notebooks,dev])
+install: ## force the `env` install steps again (torch first, then -e .[text,notebooks,dev,docs])
 	@rm -f $(ENV_STAMP)
 	@$(MAKE) env
 
@@ -107,7 +111,7 @@ $(DATA_STAMP): data/registry.yaml $(ENV_STAMP)
 	$(PY) -m pip install --no-deps $$specs
 	@touch $@
 
-lint: $(ENV_STAMP) ## ruff check + format check, mypy, nbstripout --verify, parameters-cell check
+lint: $(ENV_STAMP) ## ruff check + format check, mypy, nbstripout --verify, parameters-cell check, strict docs build
 	@$(BANNER)
 	@status=0; \
 	run() { echo "+ $$*"; "$$@" || status=1; }; \
@@ -118,6 +122,7 @@ lint: $(ENV_STAMP) ## ruff check + format check, mypy, nbstripout --verify, para
 		run $(PY) -m nbstripout --verify $(NBSTRIPOUT_ARGS) $(ALL_NOTEBOOKS); \
 	else echo "make lint: no notebooks, nbstripout --verify skipped"; fi; \
 	run $(PY) tools/check_notebooks.py; \
+	run $(PY) -m mkdocs build --strict -d build/site; \
 	if [ "$$status" -ne 0 ]; then echo "make lint: FAILED (see the steps above)"; fi; \
 	exit "$$status"
 
@@ -192,6 +197,10 @@ benchmark: $(ENV_STAMP) ## forward-pass, HWA training-step and programming bench
 	$(PY) benchmarks/bench_forward.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_program.py
+
+docs: $(ENV_STAMP) ## documentation site into build/site: mkdocs build --strict (model reference, API, notebooks)
+	@$(BANNER)
+	$(PY) -m mkdocs build --strict -d build/site
 
 strip: $(ENV_STAMP) ## remove outputs and execution counts from notebooks/*.ipynb
 	@if [ -n "$(ALL_NOTEBOOKS)" ]; then \

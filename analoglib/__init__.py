@@ -4,7 +4,7 @@ The user verbs follow aihwkit: :func:`convert_to_analog`, :func:`program`, :func
 :func:`evaluate`, with explicit seeds for every random draw.
 
 References:
-    Rasch et al. 2023 (standard AIMC crossbar model); ``aimc-model.md``.
+    Rasch et al. 2023 (standard AIMC crossbar model); ``docs/model.md``.
 """
 
 from analoglib import (  # noqa: E402
@@ -15,6 +15,7 @@ from analoglib import (  # noqa: E402
     models,
     noise,
     optim,
+    parallel,
     plotting,
     presets,
     tiles,
@@ -67,6 +68,7 @@ __all__ = [
     "noise",
     "normalized_accuracy",
     "optim",
+    "parallel",
     "paths",
     "plotting",
     "presets",

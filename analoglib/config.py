@@ -10,7 +10,8 @@ Units are normalised (inputs and weights in [-1, 1], weight 1 <-> ``g_max_uS``) 
 says otherwise (``_uS`` for microsiemens, ``_s`` for seconds).
 
 References:
-    Rasch et al. 2023 (standard AIMC crossbar model); ``aimc-model.md`` sections 2, 3.3, 14.1.
+    Rasch et al. 2023 (standard AIMC crossbar model); ``docs/model.md#units``,
+    ``docs/presets.md#standard-hwa-2023``, ``docs/aihwkit.md#aihwkit-defaults``.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def bits_to_res(bits: int) -> int:
         ValueError: If ``bits`` is not an integer >= 2.
 
     References:
-        ``aimc-model.md`` section 2.
+        ``docs/model.md#units``.
     """
     if not isinstance(bits, int) or isinstance(bits, bool) or bits < 2:
         raise ValueError(f"bits = {bits!r} is not allowed: expected an integer >= 2.")
@@ -131,7 +132,7 @@ def quantization_step(res: float | None, bound: float) -> float | None:
         The step in normalised units, or ``None`` when quantisation is off.
 
     References:
-        ``aimc-model.md`` section 2 (254 and 1/254 are the same setting).
+        ``docs/model.md#units`` (254 and 1/254 are the same setting).
     """
     if res is None:
         return None
@@ -192,7 +193,7 @@ class ForwardParameters(_Group):
         slope_calibration: Slope calibration of the S-shaped nonlinearity (0: none).
 
     References:
-        Rasch et al. 2023; ``aimc-model.md`` sections 3.2, 4.4-4.6.
+        Rasch et al. 2023; ``docs/model.md#forward-order``, ``docs/model.md#ir-drop``.
     """
 
     _group_name: ClassVar[str] = "forward"
@@ -253,7 +254,8 @@ class MappingParameters(_Group):
         out_scaling_columnwise: One ``gamma`` per column (True) or per tile (False).
 
     References:
-        ``aimc-model.md`` sections 3.1, 3.3, 8.
+        ``docs/model.md#tiling``, ``docs/presets.md#standard-hwa-2023``,
+        ``docs/model.md#periphery``.
     """
 
     _group_name: ClassVar[str] = "mapping"
@@ -302,8 +304,9 @@ class PCMNoiseParameters(_Group):
             stuck conductance and it shows 1/f read noise like any device.
 
     References:
-        Nandakumar et al. 2019; Rasch et al. 2023 (stuck-at faults); ``aimc-model.md``
-        sections 5.1-5.4, 9 (PCM_NOISE step 2) and 13.1.
+        Nandakumar et al. 2019; Rasch et al. 2023 (stuck-at faults); ``docs/model.md#pcm``,
+        ``docs/model.md#hwa-noise`` (PCM_NOISE step 2),
+        ``docs/published-results.md#rasch-2023``.
     """
 
     _group_name: ClassVar[str] = "noise_model"
@@ -353,7 +356,7 @@ class DriftCompensationParameters(_Group):
             inference time) or ``"none"``.
 
     References:
-        ``aimc-model.md`` section 7.
+        ``docs/model.md#gdc``.
     """
 
     _group_name: ClassVar[str] = "drift_compensation"
@@ -392,7 +395,7 @@ class WeightModifierParameters(_Group):
     :func:`analoglib.training.set_modifier_strength`.
 
     References:
-        ``aimc-model.md`` sections 9, 10.
+        ``docs/model.md#hwa-noise``, ``docs/model.md#hwa-training``.
     """
 
     _group_name: ClassVar[str] = "modifier"
@@ -448,7 +451,7 @@ class ClipParameters(_Group):
         sigma: Multiple of the weight standard deviation for ``"layer_gaussian"``.
 
     References:
-        ``aimc-model.md`` section 9.
+        ``docs/model.md#hwa-noise``.
     """
 
     _group_name: ClassVar[str] = "clip"
@@ -476,7 +479,7 @@ class RemapParameters(_Group):
         type: ``"none"``, ``"layerwise_symmetric"`` or ``"channelwise_symmetric"``.
 
     References:
-        ``aimc-model.md`` section 9.
+        ``docs/model.md#hwa-noise``.
     """
 
     _group_name: ClassVar[str] = "remap"
@@ -506,7 +509,7 @@ class InputRangeParameters(_Group):
         gradient_scale: Extra factor on the gradient of ``r``.
 
     References:
-        ``aimc-model.md`` sections 3.3, 8.
+        ``docs/presets.md#standard-hwa-2023``, ``docs/model.md#periphery``.
     """
 
     _group_name: ClassVar[str] = "pre_post.input_range"
@@ -570,7 +573,7 @@ class PCMConfig(_Group):
     store a configuration next to results, and :meth:`differences` to compare two of them.
 
     References:
-        Rasch et al. 2023; ``aimc-model.md`` section 3.3.
+        Rasch et al. 2023; ``docs/presets.md#standard-hwa-2023``.
     """
 
     _group_name: ClassVar[str] = "PCMConfig"

@@ -6,7 +6,8 @@ programming and never programs implicitly. For independent chip instances, progr
 (:func:`evaluate` does this once per repetition).
 
 References:
-    ``aimc-model.md`` sections 6 (programming and drift semantics) and 7 (drift compensation).
+    ``docs/model.md#programming`` (programming and drift semantics) and ``docs/model.md#gdc``
+    (drift compensation).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def program(model: nn.Module, seed: int) -> int:
         ValueError: If ``model`` has no analog layers or ``seed`` is not an integer.
 
     References:
-        ``aimc-model.md`` sections 5 and 6.
+        ``docs/model.md#pcm``, ``docs/model.md#programming``.
     """
     _check_seed(seed)
     model.eval()
@@ -100,7 +101,8 @@ def drift(model: nn.Module, t_inference_s: float, seed: int) -> None:
         ValueError: If the time is negative or not finite, or the seed not an integer.
 
     References:
-        ``aimc-model.md`` sections 5.3, 5.4, 6, 7.
+        ``docs/model.md#drift``, ``docs/model.md#read-noise``, ``docs/model.md#programming``,
+        ``docs/model.md#gdc``.
     """
     t = _check_time(t_inference_s)
     _check_seed(seed)

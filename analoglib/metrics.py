@@ -1,7 +1,7 @@
 """Metrics of the studies: MVM error and normalised accuracy A*.
 
 References:
-    Rasch et al. 2023; Le Gallo et al. 2023; ``aimc-model.md`` section 12.
+    Rasch et al. 2023; Le Gallo et al. 2023; ``docs/model.md#metrics``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def normalized_accuracy(error: float, error_fp: float, error_chance: float) -> f
         ValueError: If ``error_chance == error_fp``.
 
     References:
-        ``aimc-model.md`` section 12.
+        ``docs/model.md#metrics``.
     """
     if error_chance == error_fp:
         raise ValueError(
@@ -80,7 +80,7 @@ def random_tile_mvm_error(
 
     References:
         Le Gallo et al. 2023 (13 % at t = 1 s); Rasch et al. 2023 (about 15 %);
-        ``aimc-model.md`` section 12.
+        ``docs/model.md#metrics``.
     """
     from analoglib.inference import drift, program, set_forward_seed
     from analoglib.nn.linear import AnalogLinear

@@ -3,7 +3,8 @@
 Notebooks never set rcParams and never call ``fig.savefig``: they apply the packaged style with
 :func:`use_paper_style`, draw with the functions here (or a study's own plots, which build on
 them) and write files with :func:`savefig`,
-which controls names, formats and metadata (conventions sections 12 and 14).
+which controls names, formats and metadata (``docs/development.md#figures``,
+``docs/development.md#plot-style``).
 
 Figure sizes follow the usual journal columns: :data:`SINGLE_COLUMN_IN` (3.5 in) and
 :data:`DOUBLE_COLUMN_IN` (7.16 in) wide, 8-9 pt fonts, constrained layout and seaborn's
@@ -61,7 +62,7 @@ TIME_TICKS_S: dict[float, str] = {
     2592000.0: "1 mo",
     31536000.0: "1 y",
 }
-#: Figure names: ``NN_<slug>__<panel>`` (conventions section 12), or
+#: Figure names: ``NN_<slug>__<panel>`` (``docs/development.md#figures``), or
 #: ``NN_<slug>__<run>__<panel>`` for a notebook run once per ``<run>`` (e.g. per workload).
 FIGURE_NAME_RE = re.compile(r"^\d\d_[a-z0-9]+(?:_[a-z0-9]+)*(?:__[a-z0-9]+(?:_[a-z0-9]+)*){1,2}$")
 # Metadata that would otherwise change with every run or Matplotlib version.

@@ -4,7 +4,7 @@ A released preset never changes its values; a changed model gets a new preset na
 published results stay reproducible.
 
 References:
-    Rasch et al. 2023; ``aimc-model.md`` section 3.3 (``StandardHWATrainingPreset``).
+    Rasch et al. 2023; ``docs/presets.md#standard-hwa-2023`` (``StandardHWATrainingPreset``).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def standard_hwa_2023() -> PCMConfig:
         A new :class:`~analoglib.config.PCMConfig`.
 
     References:
-        Rasch et al. 2023; ``aimc-model.md`` section 3.3.
+        Rasch et al. 2023; ``docs/presets.md#standard-hwa-2023``.
     """
     return PCMConfig(
         forward=ForwardParameters(
@@ -137,7 +137,8 @@ def ideal() -> PCMConfig:
 def lammie_2024() -> PCMConfig:
     """The hardware model of Lammie et al. 2024 (RoBERTa-base on GLUE, post-training ranges).
 
-    Stated in the paper (``aimc-model.md`` sections 10.4 and 11): 512 x 512 tiles (inputs and
+    Stated in the paper (``docs/model.md#recipe-lammie``, ``docs/model.md#post-training``): 512 x
+    512 tiles (inputs and
     outputs split at 512), 8-bit PWM inputs (254 steps over [-1, 1]) and 8-bit ADCs (254
     steps), differential mapping with g_max 25 uS and the PCM statistical model (programming
     noise, drift, 1/f read noise), IR drop with 0.35 Ohm between cross-points, output noise
@@ -165,7 +166,8 @@ def lammie_2024() -> PCMConfig:
         A new :class:`~analoglib.config.PCMConfig`.
 
     References:
-        Lammie et al. 2024; ``aimc-model.md`` sections 10.4, 11 and 13.2.
+        Lammie et al. 2024; ``docs/model.md#recipe-lammie``, ``docs/model.md#post-training``,
+        ``docs/published-results.md#lammie-2024``.
     """
     config = standard_hwa_2023()
     config.forward.out_noise = 0.1

@@ -1,6 +1,6 @@
 """Config groups, presets and converter-resolution helpers.
 
-Expected values come from ``aimc-model.md`` sections 2 (resolution convention) and 3.3
+Expected values come from ``docs/model.md#units`` (resolution convention) and 3.3
 (parameter table of the standard model).
 """
 
@@ -203,7 +203,7 @@ def test_get_preset_returns_fresh_equal_configs(name: str) -> None:
 
 
 def test_standard_preset_matches_reference_table() -> None:
-    """Every row of the parameter table in aimc-model.md section 3.3."""
+    """Every row of the parameter table in ``docs/presets.md#standard-hwa-2023``."""
     c = standard_hwa_2023()
     assert (c.mapping.max_input_size, c.mapping.max_output_size) == (512, 0)
     assert c.mapping.weight_scaling_omega == 1.0 and c.mapping.weight_scaling_columnwise
@@ -316,7 +316,7 @@ def test_steps_and_fraction_give_the_same_step(bound: float) -> None:
 
 def test_quantization_step_reference_values() -> None:
     assert quantization_step(254, 1.0) == pytest.approx(1 / 127, rel=1e-14)
-    assert round(quantization_step(254, 10.0), 4) == 0.0787  # aimc-model.md section 2
+    assert round(quantization_step(254, 10.0), 4) == 0.0787  # ``docs/model.md#units``
     assert quantization_step(None, 1.0) is None
     # res = 1 is a step of the whole range.
     assert quantization_step(1, 3.0) == pytest.approx(6.0)

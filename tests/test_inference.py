@@ -1,6 +1,7 @@
 """Programming, drift, drift compensation, evaluation, seeds, saving and the MVM-error metric.
 
-``aimc-model.md`` sections 5.5 (drift factors), 6 (programming and drift semantics), 7 (global
+``docs/model.md#pcm-reference-values`` (drift factors), 6 (programming and drift semantics), 7
+(global
 drift compensation) and 12 (MVM error).
 """
 
@@ -39,7 +40,7 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float, a
 
 
 def drift_factor(nu: float, t_inf: float) -> float:
-    """(t / t0)^-nu with t = t_inf + t0, t0 = 20 s (aimc-model.md section 5.3)."""
+    """(t / t0)^-nu with t = t_inf + t0, t0 = 20 s (``docs/model.md#drift``)."""
     return ((t_inf + 20.0) / 20.0) ** -nu
 
 

@@ -1,6 +1,6 @@
 """Analog layers and conversion: ``ideal()`` equals plain PyTorch, API facts, gradients.
 
-``aimc-model.md`` section 16 ("all noise off => analog model equals digital model") and
+``docs/aihwkit.md#feature-comparison`` ("all noise off => analog model equals digital model") and
 sections 6, 9, 14.3.
 """
 
@@ -530,7 +530,7 @@ def test_gradients_flow_through_reused_layers_in_train_mode(kind: str) -> None:
 
 
 def test_input_range_initialised_from_data_in_training() -> None:
-    """First batches: r <- running mean of init_std_alpha * std(x) (aimc-model.md section 8)."""
+    """First batches: r <- running mean of init_std_alpha * std(x) (``docs/model.md#periphery``)."""
     analog = analoglib.convert_to_analog(nn.Linear(50, 5), standard_hwa_2023()).train()
     g = torch.Generator().manual_seed(11)
     stds = []

@@ -1,4 +1,4 @@
-"""Tiling of layers onto crossbars (``aimc-model.md`` section 3.1) and the mapping summary."""
+"""Tiling of layers onto crossbars (``docs/model.md#tiling``) and the mapping summary."""
 
 from __future__ import annotations
 

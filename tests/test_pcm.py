@@ -1,4 +1,4 @@
-"""PCM statistical model against ``aimc-model.md`` sections 5.1-5.5.
+"""PCM statistical model against ``docs/model.md#pcm``.
 
 Expected values are computed independently here (float64 NumPy / ``math``) from the reference
 formulas, or read off the reference tables of section 5.5. Statistical tests use a fixed
@@ -22,7 +22,8 @@ T_READ = 250e-9
 C0, C1, C2 = 0.26348, 1.9650, -1.1731
 N_SIGMA = 6.0  # tolerance in standard errors
 
-# aimc-model.md section 5.5, first table: g_T/g_max -> (sigma_prog uS, mu_nu, sigma_nu, Q_s).
+# ``docs/model.md#pcm-reference-values``, first table: g_T/g_max -> (sigma_prog uS, mu_nu, sigma_nu,
+# Q_s).
 TABLE_G = {
     0.0: (0.26348, 0.1000, 0.0450, 0.2000),
     0.1: (0.44825, 0.0601, 0.0229, 0.0393),

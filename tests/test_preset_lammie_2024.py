@@ -12,7 +12,7 @@ from analoglib.tiles.mapper import TileMapping
 
 
 def test_values_stated_in_the_paper() -> None:
-    """aimc-model.md sections 10.4 and 11."""
+    """``docs/model.md#recipe-lammie``, ``docs/model.md#post-training``."""
     c = lammie_2024()
     assert (c.mapping.max_input_size, c.mapping.max_output_size) == (512, 512)
     f = c.forward
@@ -47,7 +47,8 @@ def test_differs_from_the_standard_model_only_where_documented() -> None:
 def test_roberta_base_maps_onto_the_papers_486_tiles() -> None:
     # RoBERTa-base for sequence classification: 12 layers of Q, K, V, O (768 x 768) and the
     # feed-forward pair (768 -> 3072 -> 768), then the head's dense (768 x 768) and output
-    # projection (768 -> 2); the paper counts 486 tiles of 512 x 512 (aimc-model.md 11).
+    # projection (768 -> 2); the paper counts 486 tiles of 512 x 512
+    # (``docs/model.md#post-training``).
     c = lammie_2024().mapping
     shapes = 12 * ([(768, 768)] * 4 + [(768, 3072), (3072, 768)]) + [(768, 768), (768, 2)]
     mappings = [

@@ -1,6 +1,6 @@
 """Stuck (defective) PCM devices: ``noise_model.stuck_fraction`` and ``stuck_kind``.
 
-Reference: ``aimc-model.md`` section 9 (PCM_NOISE step 2: stuck at reset -> 0, at g_max, at a
+Reference: ``docs/model.md#hwa-noise`` (PCM_NOISE step 2: stuck at reset -> 0, at g_max, at a
 uniform random conductance) and 13.1 (stuck-at tolerance of the sensitivity study). Statistical
 checks use fixed generators and tolerances of 6 standard errors of the estimate (binomial for
 fractions, sigma / sqrt(n) for means), so a false failure has probability below 1e-8.

@@ -1,7 +1,7 @@
-"""Tile forward model: converters, IR drop and output-referred noise (``aimc-model.md`` 2-4).
+"""Tile forward model: converters, IR drop, output noise (``docs/model.md#tile-forward``).
 
 Reference results are computed independently in float64 NumPy from the formulas of
-``aimc-model.md`` sections 2 (quantisation), 4.4 (IR drop) and 4.5-4.6 (noise).
+``docs/model.md#units`` (quantisation), 4.4 (IR drop) and 4.5-4.6 (noise).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ packages, scikit-learn's digits; see ``data/registry.yaml``), ``"hub"`` runs the
 the same structure, so everything downstream is shared.
 
 Shuffling always uses a dedicated, seeded generator, so the number of batches drawn never
-changes the hardware-noise draws (conventions section 8).
+changes the hardware-noise draws (``docs/development.md#seeding``).
 """
 
 from analoglib.data.digits import (

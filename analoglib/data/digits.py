@@ -2,10 +2,10 @@
 
 For now: scikit-learn's 8x8 handwritten digits (shipped with scikit-learn, no download), used by
 the quickstart and by every smoke run. Fashion-MNIST, PTB and GLUE loaders with the
-``data_source`` switch (``"offline"`` or ``"hub"``) come later (conventions section 11).
+``data_source`` switch (``"offline"`` or ``"hub"``) come later (``docs/development.md#caching``).
 
 Shuffling always uses a dedicated, seeded generator, so the number of batches drawn never
-changes the hardware-noise draws (conventions section 8).
+changes the hardware-noise draws (``docs/development.md#seeding``).
 """
 
 from __future__ import annotations

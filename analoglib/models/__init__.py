@@ -1,6 +1,6 @@
 """Plain-PyTorch models of the studies (converted to analog with ``convert_to_analog``).
 
-Notebooks never define models themselves (conventions section 1).
+Notebooks never define models themselves (``docs/development.md#layout``).
 """
 
 from analoglib.models.digits import DigitsCNN

@@ -1,6 +1,6 @@
 """Plain-PyTorch models used by the notebooks (converted to analog with ``convert_to_analog``).
 
-Notebooks never define models themselves (conventions section 1).
+Notebooks never define models themselves (``docs/development.md#layout``).
 """
 
 from __future__ import annotations

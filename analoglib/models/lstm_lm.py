@@ -3,8 +3,8 @@
 Embedding -> dropout -> multi-layer ``nn.LSTM`` (dropout between layers) -> dropout ->
 ``nn.Linear`` decoder over the vocabulary. After :func:`analoglib.convert_to_analog` the LSTM
 (input and recurrent projections of every layer) and the decoder run on simulated crossbars;
-the embedding stays digital, as in the Rasch et al. 2023 recipe (``aimc-model.md`` section
-10.2: "embedding kept digital").
+the embedding stays digital, as in the Rasch et al. 2023 recipe
+(``docs/model.md#recipe-resnet-lstm``: "embedding kept digital").
 
 References:
     Zaremba, Sutskever and Vinyals 2014, arXiv:1409.2329 ("small": 2 x 200, "medium":

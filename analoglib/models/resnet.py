@@ -11,7 +11,7 @@ classifier are mapped onto crossbars).
 
 References:
     He, Zhang, Ren and Sun, "Deep Residual Learning for Image Recognition", CVPR 2016,
-    section 4.2 (CIFAR-10 networks, option-A shortcuts); ``aimc-model.md`` section 10.2
+    section 4.2 (CIFAR-10 networks, option-A shortcuts); ``docs/model.md#recipe-resnet-lstm``
     (ResNet-32 / CIFAR-10, the CNN of Rasch et al. 2023).
 """
 
@@ -115,7 +115,7 @@ class CifarResNet(nn.Module):
     Inputs are ``(batch, in_channels, H, W)``; outputs are ``(batch, num_classes)`` logits.
 
     References:
-        He et al. 2016, section 4.2; ``aimc-model.md`` section 10.2.
+        He et al. 2016, section 4.2; ``docs/model.md#recipe-resnet-lstm``.
     """
 
     def __init__(
@@ -182,6 +182,6 @@ def resnet20(num_classes: int = 10, in_channels: int = 3, width: int = 16) -> Ci
 def resnet32(num_classes: int = 10, in_channels: int = 3, width: int = 16) -> CifarResNet:
     """ResNet-32 (five basic blocks per stage), the CNN of Rasch et al. 2023.
 
-    See :class:`CifarResNet`; ``aimc-model.md`` section 10.2.
+    See :class:`CifarResNet`; ``docs/model.md#recipe-resnet-lstm``.
     """
     return CifarResNet(32, num_classes, in_channels, width)

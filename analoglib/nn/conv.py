@@ -6,7 +6,7 @@ crossbar does per patch: the nonlinear parts of the tile model (converters, IR d
 per patch and output.
 
 References:
-    ``aimc-model.md`` sections 3 and 14.2 (convolutions by unfolding).
+    ``docs/model.md#standard-model``, ``docs/aihwkit.md#torch-tile`` (convolutions by unfolding).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Conversion between digital PyTorch models and analog ones.
 
 References:
-    ``aimc-model.md`` section 14.3 (aihwkit's ``convert_to_analog`` / ``convert_to_digital``).
+    ``docs/aihwkit.md#conversion-api`` (aihwkit's ``convert_to_analog`` / ``convert_to_digital``).
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def convert_to_analog(
             ``exclude`` entry matches no module or is neither a string nor a module type.
 
     References:
-        ``aimc-model.md`` section 14.3.
+        ``docs/aihwkit.md#conversion-api``.
     """
     if not isinstance(config, PCMConfig):
         raise ValueError(f"config = {config!r} is not allowed: expected a PCMConfig.")

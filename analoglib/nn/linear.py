@@ -27,7 +27,7 @@ class AnalogLinear(AnalogLayerBase):
         Input ``(*, in_features)``, output ``(*, out_features)``.
 
     References:
-        Rasch et al. 2023; ``aimc-model.md`` section 3.
+        Rasch et al. 2023; ``docs/model.md#standard-model``.
     """
 
     def __init__(

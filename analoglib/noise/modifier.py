@@ -9,7 +9,7 @@ noise of the PCM model), each optionally with ``pdrop`` (weights set to 0 at ran
 is straight-through: the gradient flows to the clean weights.
 
 References:
-    Rasch et al. 2023; ``aimc-model.md`` section 9.
+    Rasch et al. 2023; ``docs/model.md#hwa-noise``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ All conductances are in microsiemens (uS), times in seconds. Every random draw t
 
 References:
     S. R. Nandakumar et al., ICECS 2019 (PCM model calibrated on a 1-million-device array);
-    Rasch et al. 2023; ``aimc-model.md`` section 5.
+    Rasch et al. 2023; ``docs/model.md#pcm``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from analoglib.random import normal
 
 __all__ = ["PCMNoiseModel"]
 
-# Drift-exponent statistics (aimc-model.md 5.3): mu/sigma = a * ln(g_rel) + b, then clipped.
+# Drift-exponent statistics (``docs/model.md#drift``): mu/sigma = a * ln(g_rel) + b, then clipped.
 _NU_MEAN = (-0.0155, 0.0244, 0.049, 0.1)  # slope, offset, lower clip, upper clip
 _NU_STD = (-0.0125, -0.0059, 0.008, 0.045)
-# 1/f read noise (aimc-model.md 5.4): Q_s = min(0.0088 / max(g_rel**0.65, 1e-3), 0.2).
+# 1/f read noise (``docs/model.md#read-noise``): Q_s = min(0.0088 / max(g_rel**0.65, 1e-3), 0.2).
 _QS_COEFF, _QS_EXPONENT, _QS_FLOOR, _QS_MAX = 0.0088, 0.65, 1e-3, 0.2
 _G_REL_FLOOR = 1e-7
 
@@ -40,7 +40,7 @@ class PCMNoiseModel:
         >>> g_prog = model.apply_programming_noise(torch.full((4,), 12.5), gen)
 
     References:
-        ``aimc-model.md`` sections 5.1-5.4.
+        ``docs/model.md#pcm``.
     """
 
     def __init__(self, params: PCMNoiseParameters | None = None) -> None:
@@ -73,7 +73,7 @@ class PCMNoiseModel:
             ``weight = (g_target[0] - g_target[1]) / scale`` up to clipping.
 
         References:
-            ``aimc-model.md`` section 5.1.
+            ``docs/model.md#differential-pair``.
         """
         p = self.params
         g_span = p.g_max_uS - p.g_min_uS
@@ -179,8 +179,8 @@ class PCMNoiseModel:
             stuck value), and the boolean mask of stuck devices.
 
         References:
-            Rasch et al. 2023 (stuck-at-zero, g_max and random faults); ``aimc-model.md``
-            sections 9 (PCM_NOISE step 2) and 13.1.
+            Rasch et al. 2023 (stuck-at-zero, g_max and random faults); ``docs/model.md#hwa-noise``
+            (PCM_NOISE step 2), ``docs/published-results.md#rasch-2023``.
         """
         p = self.params
         if p.stuck_fraction == 0:

@@ -6,7 +6,7 @@ digital scales) from statistics gathered on a calibration set. It returns a
 ``report.undo()`` restores the model exactly.
 
 References:
-    Lammie et al. 2024; ``aimc-model.md`` sections 8 and 11.
+    Lammie et al. 2024; ``docs/model.md#periphery``, ``docs/model.md#post-training``.
 """
 
 from __future__ import annotations

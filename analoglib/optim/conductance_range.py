@@ -29,7 +29,7 @@ was programmed before its weights changed refuses to evaluate until it is progra
 
 References:
     Lammie et al. 2024 (PT conductance-range optimisation per bit line, statistics
-    ``mean + L * std`` over calibration inputs); ``aimc-model.md`` section 11 (b). L, the
+    ``mean + L * std`` over calibration inputs); ``docs/model.md#pt-conductance-range``. L, the
     objective and the number of calibration inputs are UNVERIFIED there.
 """
 
@@ -199,7 +199,7 @@ def optimize_conductance_ranges(
             perfect forward or no ADC bound, a layer that saw no input, or no batches.
 
     References:
-        Lammie et al. 2024; ``aimc-model.md`` section 11 (b).
+        Lammie et al. 2024; ``docs/model.md#pt-conductance-range``.
     """
     _check_arguments(n_std, fill, grow)
     layers = require_analog_layers(model)

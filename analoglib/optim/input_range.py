@@ -7,7 +7,7 @@ vectors each tile sees, and sets ``r_t`` to a percentile of their absolute value
 
 References:
     Lammie et al. 2024 (PT input-range optimisation, K-th percentile per tile);
-    ``aimc-model.md`` sections 8 (aihwkit ``calibrate_input_ranges``, CACHE_QUANTILE with
+    ``docs/model.md#periphery`` (aihwkit ``calibrate_input_ranges``, CACHE_QUANTILE with
     quantile 0.99995 and 1000 samples) and 11 (a).
 """
 

@@ -9,7 +9,7 @@ parts. For computation all input tiles of a layer are stacked into one padded te
 them; padded rows hold zero weights and receive zero inputs.
 
 References:
-    ``aimc-model.md`` section 3.1 (equal splits, digital summation).
+    ``docs/model.md#tiling`` (equal splits, digital summation).
 """
 
 from __future__ import annotations

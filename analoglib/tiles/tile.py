@@ -13,7 +13,7 @@ The backward pass is that of an ideal crossbar (aihwkit's ``is_perfect`` backwar
 noise pass gradients straight through, and outputs at the ADC bound get no gradient.
 
 References:
-    Rasch et al. 2023; ``aimc-model.md`` sections 3.2, 4.3-4.7.
+    Rasch et al. 2023; ``docs/model.md#forward-order``, ``docs/model.md#tile-forward``.
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ __all__ = [
     "set_correction_dtype",
 ]
 
-# IR-drop polynomial c(a) = a * (a * (0.05 a - 0.2) + 0.5) (aimc-model.md 4.4).
+# IR-drop polynomial c(a) = a * (a * (0.05 a - 0.2) + 0.5) (``docs/model.md#ir-drop``).
 _IR_C3, _IR_C2, _IR_C1 = 0.05, -0.2, 0.5
-# Outputs at or above this fraction of the ADC bound receive no gradient (aimc-model.md 4.7).
+# Outputs at or above this fraction of the ADC bound receive no gradient
+# (``docs/model.md#backward``).
 _BOUND_GRAD_FRACTION = 0.999
 
 
@@ -93,7 +94,7 @@ def quantize(x: Tensor, step: float | None, bound: float | None) -> Tensor:
         bound: Clip bound, or ``None`` for no clipping.
 
     References:
-        ``aimc-model.md`` section 2 (quantise first, clip second).
+        ``docs/model.md#units`` (quantise first, clip second).
     """
     if step is None and bound is None:
         return x
@@ -117,7 +118,7 @@ def ir_drop_row_weighting(rows: int, rows_used: Tensor) -> Tensor:
         ``(tiles, 1, rows)`` weights; rows beyond ``n`` are 0.
 
     References:
-        ``aimc-model.md`` section 4.4 (row 0 gets weight 0).
+        ``docs/model.md#ir-drop`` (row 0 gets weight 0).
     """
     j = torch.arange(rows, dtype=torch.float64)[None, :]
     n = rows_used.to(torch.float64)[:, None]
@@ -130,7 +131,7 @@ def s_nonlinearity(z: Tensor, forward: ForwardParameters) -> Tensor:
     """S-shaped ADC nonlinearity ``f^2 z / (1 + |n z|)``, n = out_nonlinearity / out_bound.
 
     References:
-        ``aimc-model.md`` section 4.6.
+        ``docs/model.md#adc-nonlinearity``.
     """
     assert forward.out_bound is not None  # guaranteed by config validation
     n = forward.out_nonlinearity / forward.out_bound
@@ -251,7 +252,7 @@ def one_hot_readout(
         ``(tiles, out, rows)``: entry ``[t, i, j]`` is output i of tile t for input row j.
 
     References:
-        ``aimc-model.md`` section 7 (read-out with the identity through the full forward).
+        ``docs/model.md#gdc`` (read-out with the identity through the full forward).
     """
     if forward.is_perfect:
         return weight.clone()
@@ -341,7 +342,7 @@ def analog_mvm(
         ``(tiles, batch, out)`` ADC outputs in normalised units.
 
     References:
-        ``aimc-model.md`` sections 3.2 and 4.
+        ``docs/model.md#forward-order``, ``docs/model.md#tile-forward``.
     """
     if forward.is_perfect:
         return torch.bmm(x, weight.transpose(1, 2))

@@ -8,7 +8,8 @@ a workload is :func:`analoglib.workloads.train_fp` and :func:`analoglib.workload
 the HWA study of notebook 02 is :mod:`analoglib.studies.hwa_retraining`.
 
 References:
-    Rasch et al. 2023; ``aimc-model.md`` sections 9 and 10 (hardware-aware training).
+    Rasch et al. 2023; ``docs/model.md#hwa-noise``, ``docs/model.md#hwa-training`` (hardware-aware
+    training).
 """
 
 from analoglib._deprecation import moved_names

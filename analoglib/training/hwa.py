@@ -32,7 +32,8 @@ every rank. With the noise of the forward path and ``decay`` off and the ranges 
 before training, DDP reproduces the single-process parameters (tested).
 
 References:
-    Rasch et al. 2023; ``aimc-model.md`` sections 8, 9, 10 and 12.
+    Rasch et al. 2023; ``docs/model.md#periphery``, ``docs/model.md#hwa-noise``,
+    ``docs/model.md#hwa-training``, ``docs/model.md#metrics``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def clip_weights(layer: AnalogLayerBase) -> None:
     the tile holds), capped by ``fixed_value`` if that is > 0.
 
     References:
-        ``aimc-model.md`` section 9 (clip types).
+        ``docs/model.md#hwa-noise`` (clip types).
     """
     clip = layer.config.clip
     if clip.type == "none":
@@ -116,7 +117,7 @@ def remap_weights(layer: AnalogLayerBase) -> None:
     factor 1.
 
     References:
-        ``aimc-model.md`` section 9 (remap types).
+        ``docs/model.md#hwa-noise`` (remap types).
     """
     kind = layer.config.remap.type
     if kind == "none":
@@ -163,7 +164,7 @@ def post_update_step(model: nn.Module) -> None:
         model: A converted model (or a ``DistributedDataParallel`` wrapping one).
 
     References:
-        ``aimc-model.md`` section 10.1 (order: clip, remap; the modifier draws at the next
+        ``docs/model.md#hwa-mechanics`` (order: clip, remap; the modifier draws at the next
         forward).
     """
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -203,7 +204,7 @@ class ModifierRamp:
         step: Steps already taken (to resume a run).
 
     References:
-        ``aimc-model.md`` section 10.2 (noise ramped linearly from 0 over the first epochs).
+        ``docs/model.md#recipe-resnet-lstm`` (noise ramped linearly from 0 over the first epochs).
     """
 
     def __init__(self, steps: int, step: int = 0) -> None:
@@ -269,7 +270,7 @@ def distillation_batch_loss(
         ValueError: For ``weight`` outside [0, 1] or ``temperature <= 0``.
 
     References:
-        Hinton, Vinyals and Dean 2015; ``aimc-model.md`` section 10.6 (distillation in
+        Hinton, Vinyals and Dean 2015; ``docs/model.md#hwa-open-points`` (distillation in
         Rasch et al. 2023).
     """
     if not 0 <= weight <= 1:

