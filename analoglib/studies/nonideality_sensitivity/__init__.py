@@ -26,7 +26,8 @@ standard model is evaluated once per workload and repetition (the pseudo-nonidea
 
 References:
     Rasch et al. 2023 (sensitivity study, tolerance factors, equal-MVM-error comparison);
-    ``aimc-model.md`` sections 3, 12 and 13.1.
+    ``docs/model.md#standard-model``, ``docs/model.md#metrics``,
+    ``docs/published-results.md#rasch-2023``.
 """
 
 from analoglib.studies.nonideality_sensitivity.analysis import (

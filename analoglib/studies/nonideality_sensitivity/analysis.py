@@ -1,8 +1,8 @@
 """Analysis of a finished sweep: summaries, tolerances, A* at equal MVM error, the findings.
 
 References:
-    Rasch et al. 2023 (tolerance factors, equal-MVM-error comparison); ``aimc-model.md``
-    sections 12 and 13.1.
+    Rasch et al. 2023 (tolerance factors, equal-MVM-error comparison); ``docs/model.md#metrics``,
+    ``docs/published-results.md#rasch-2023``.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def tolerance_table(
         ``"none"``) and ``reach`` (0-1, the tolerated part of the swept range, for colour).
 
     References:
-        Rasch et al. 2023, Fig. 5B (tolerance factors); ``aimc-model.md`` section 13.1.
+        Rasch et al. 2023, Fig. 5B (tolerance factors); ``docs/published-results.md#rasch-2023``.
     """
     rows = []
     for (workload, name), part in summary.groupby(["workload", "nonideality"], sort=False):

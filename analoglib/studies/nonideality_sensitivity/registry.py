@@ -6,7 +6,8 @@ Each :class:`Nonideality` knows its standard value, how a grid value maps into a
 direction in which it raises the MVM error, its family and a label.
 
 References:
-    Rasch et al. 2023 (Figs. 4 and 5); ``aimc-model.md`` sections 3 and 13.1.
+    Rasch et al. 2023 (Figs. 4 and 5); ``docs/model.md#standard-model``,
+    ``docs/published-results.md#rasch-2023``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ KINDS = ("factor", "bits", "absolute")
 STANDARD = "standard"
 #: Version of the sweep file format (part of every file's parameters).
 FORMAT_VERSION = 1
-#: Iso-accuracy threshold on A*_1h (``aimc-model.md`` section 12).
+#: Iso-accuracy threshold on A*_1h (``docs/model.md#metrics``).
 ISO_ACCURACY = 0.99
 
 

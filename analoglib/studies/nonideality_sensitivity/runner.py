@@ -7,18 +7,20 @@ torn last line and refuses a file of another spec. Points are independent: each 
 process or spread over a cluster (``executor``), and give the same table.
 
 References:
-    Rasch et al. 2023; ``aimc-model.md`` sections 3, 12 and 13.1.
+    Rasch et al. 2023; ``docs/model.md#standard-model``, ``docs/model.md#metrics``,
+    ``docs/published-results.md#rasch-2023``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,6 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from analoglib.cache import JsonlStore
 from analoglib.config import PCMConfig
@@ -34,6 +35,7 @@ from analoglib.inference import drift, program, set_forward_seed
 from analoglib.metrics import random_tile_mvm_error
 from analoglib.nn.convert import convert_to_analog, replace_config
 from analoglib.optim import calibrate_input_ranges
+from analoglib.parallel import run_points
 from analoglib.presets import standard_hwa_2023
 from analoglib.studies.nonideality_sensitivity.registry import (
     FORMAT_VERSION,
@@ -42,10 +44,12 @@ from analoglib.studies.nonideality_sensitivity.registry import (
     config_of,
     get_nonideality,
 )
-from analoglib.utils import PROFILES, check_int, derive_seed, paths, progress_enabled
+from analoglib.utils import PROFILES, check_int, derive_seed, paths
 from analoglib.workloads import cache_path, cached_metrics, load_workload, train_fp
 
 __all__ = [
+    "compute_point",
+    "ensure_fp_checkpoints",
     "SweepFile",
     "SweepSpec",
     "evaluate_point",
@@ -327,13 +331,103 @@ def evaluate_point(
         return prepared.workload.evaluate(model)
 
 
+class _PointRunner:
+    """Computes sweep points of one spec, keeping what the points share in memory.
+
+    The prepared (converted and calibrated) workload is reused by every point of that workload
+    and dropped when the next workload starts; the random-tile MVM error of a config is
+    computed once per ``(nonideality, value, rep)``.
+    """
+
+    def __init__(self, spec: SweepSpec, progress: bool = False) -> None:
+        self.spec = spec
+        self.progress = progress
+        self.prepared: _Prepared | None = None
+        self.mvm_errors: dict[tuple[str, str, int], float] = {}
+
+    def __call__(self, point: tuple[str, str, float, int]) -> dict[str, Any]:
+        workload, nonideality, value, rep = point
+        spec = self.spec
+        if self.prepared is None or self.prepared.workload.name != workload:
+            self.prepared = None  # free the previous workload first
+            self.prepared = prepare_workload(spec, workload, progress=self.progress)
+        prepared = self.prepared
+        config = config_of(nonideality, value)
+        mvm_key = (nonideality, repr(float(value)), rep)
+        if mvm_key not in self.mvm_errors:
+            self.mvm_errors[mvm_key] = random_tile_mvm_error(
+                config,
+                t_inference_s=spec.t_inference_s,
+                seed=derive_seed(spec.seed, "sweep_mvm_error", rep),
+                size=spec.mvm_size,
+                n_vectors=spec.mvm_vectors,
+            )
+        seed = point_seed(spec.seed, workload, nonideality, value, rep)
+        metrics = evaluate_point(prepared, config, spec.t_inference_s, seed)
+        w = prepared.workload
+        return {
+            "workload": workload,
+            "nonideality": nonideality,
+            "scale": float(value),
+            "rep": rep,
+            "seed": seed,
+            "t_inference_s": float(spec.t_inference_s),
+            "mvm_error": self.mvm_errors[mvm_key],
+            "metric_name": w.metric,
+            "metric": float(metrics[w.metric]),
+            "error": float(metrics["error"]),
+            "error_fp": prepared.error_fp,
+            "a_star": w.normalized_accuracy(float(metrics["error"]), prepared.error_fp),
+        }
+
+
+#: Point runner of each spec in a worker process (one per spec key), reused across tasks.
+_WORKER_RUNNERS: dict[str, _PointRunner] = {}
+
+
+def compute_point(spec: SweepSpec, point: tuple[str, str, float, int]) -> dict[str, Any]:
+    """The record of one sweep point, computed wherever this runs (a worker process).
+
+    Module-level, so executors can pickle it (``functools.partial(compute_point, spec)``).
+    Within one process the prepared workload and the MVM errors are shared between the
+    points of a spec. The FP checkpoints must exist already (:func:`run_sweep` trains them
+    before it hands points out), so that workers only load them.
+
+    Args:
+        spec: The sweep.
+        point: ``(workload, nonideality, value, rep)``.
+
+    Returns:
+        The record :func:`run_sweep` stores for the point.
+    """
+    key = spec.key()
+    if key not in _WORKER_RUNNERS:
+        _WORKER_RUNNERS.clear()  # one spec at a time per worker
+        _WORKER_RUNNERS[key] = _PointRunner(spec)
+    return _WORKER_RUNNERS[key](point)
+
+
+def ensure_fp_checkpoints(spec: SweepSpec, names: Sequence[str], progress: bool = True) -> None:
+    """Train (once, here) the FP models of ``names`` that are not cached yet.
+
+    Workers then only load checkpoints: no two of them train the same model at once.
+    """
+    for name in names:
+        overrides = dict(spec.workload_overrides.get(name, {}))
+        workload = load_workload(name, spec.profile, spec.data_source, spec.fp_seed, **overrides)
+        if not cache_path(workload).exists():
+            train_fp(workload, progress=progress)
+
+
 def run_sweep(
     spec: SweepSpec,
     path: str | os.PathLike[str] | None = None,
     progress: bool = True,
     max_points: int | None = None,
+    executor: Any = None,
+    threads: int | None = None,
 ) -> pd.DataFrame:
-    """Run (or resume) a sweep; every finished point is on disk before the next starts.
+    """Run (or resume) a sweep; every finished point is on disk as soon as it is finished.
 
     For each point ``(workload, nonideality, value, rep)`` of :meth:`SweepSpec.points` not yet
     in the file: the MVM error of a random tile under the point's config at
@@ -342,62 +436,47 @@ def run_sweep(
     analog model to ``spec.t_inference_s`` (seeded by the whole point), with A* against the FP
     error. Workloads whose points are all finished are not even loaded.
 
+    The points are independent, so they may be spread over processes or machines
+    (``executor``): the FP checkpoints are trained here first, then each worker prepares a
+    workload once and computes its share of points; every record comes back to this process
+    and is appended to the file as it arrives. An interrupted run, or one whose worker died,
+    loses only unfinished points; the table does not depend on where or in which order the
+    points ran (same ``threads``).
+
     Args:
         spec: The sweep.
         path: The results file; default :meth:`SweepSpec.default_path`.
         progress: Show a progress bar (also off with ``ANALOGLIB_PROGRESS=0``).
         max_points: Stop after computing this many new points (None: all); the rest is left
             for a later call.
+        executor: None (this process, in order), a ``concurrent.futures.Executor`` or a Dask
+            ``distributed.Client`` (see :func:`analoglib.parallel.connect`). Workers must
+            see the same ``data/cache/`` (one machine, or a shared file system).
+        threads: Torch threads per point in every back end (None: each process's default).
 
     Returns:
         The table of every finished point (see :meth:`SweepFile.table`).
 
     Raises:
         ValueError: If the file holds results of other parameters.
+        analoglib.parallel.PointError: If a point failed (finished points are kept).
     """
     file = SweepFile(Path(path) if path is not None else spec.default_path(), spec.parameters())
     todo = [p for p in spec.points() if point_key(*p) not in file]
     if max_points is not None:
         todo = todo[: check_int("max_points", max_points, 0)]
-    mvm_cache: dict[tuple[str, str, int], float] = {}
-    prepared: _Prepared | None = None
-    bar = tqdm(total=len(todo), desc="sweep", disable=not progress_enabled(progress))
-    try:
-        for workload, nonideality, value, rep in todo:
-            if prepared is None or prepared.workload.name != workload:
-                prepared = None  # free the previous workload first
-                prepared = prepare_workload(spec, workload, progress=progress)
-            bar.set_postfix_str(f"{workload} {nonideality} {value:g} rep {rep}")
-            config = config_of(nonideality, value)
-            mvm_key = (nonideality, repr(float(value)), rep)
-            if mvm_key not in mvm_cache:
-                mvm_cache[mvm_key] = random_tile_mvm_error(
-                    config,
-                    t_inference_s=spec.t_inference_s,
-                    seed=derive_seed(spec.seed, "sweep_mvm_error", rep),
-                    size=spec.mvm_size,
-                    n_vectors=spec.mvm_vectors,
-                )
-            seed = point_seed(spec.seed, workload, nonideality, value, rep)
-            metrics = evaluate_point(prepared, config, spec.t_inference_s, seed)
-            w = prepared.workload
-            file.append(
-                {
-                    "workload": workload,
-                    "nonideality": nonideality,
-                    "scale": float(value),
-                    "rep": rep,
-                    "seed": seed,
-                    "t_inference_s": float(spec.t_inference_s),
-                    "mvm_error": mvm_cache[mvm_key],
-                    "metric_name": w.metric,
-                    "metric": float(metrics[w.metric]),
-                    "error": float(metrics["error"]),
-                    "error_fp": prepared.error_fp,
-                    "a_star": w.normalized_accuracy(float(metrics["error"]), prepared.error_fp),
-                }
-            )
-            bar.update()
-    finally:
-        bar.close()
+    if executor is None:
+        func: Any = _PointRunner(spec, progress=progress)
+    else:
+        ensure_fp_checkpoints(spec, list(dict.fromkeys(p[0] for p in todo)), progress)
+        func = functools.partial(compute_point, spec)
+    run_points(
+        func,
+        todo,
+        lambda _point, record: file.append(record),
+        executor,
+        threads=threads,
+        progress=progress,
+        desc="sweep",
+    )
     return file.table()
