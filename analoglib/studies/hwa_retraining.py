@@ -11,26 +11,44 @@ study's data (HWA recipe per workload and profile, the published numbers) and it
 training itself is :func:`analoglib.workloads.train_hwa`.
 
 References:
-    Rasch et al. 2023; ``aimc-model.md`` sections 10, 12 and 13.1.
+    Rasch et al. 2023; ``docs/model.md#hwa-training``, ``docs/model.md#metrics``,
+    ``docs/published-results.md#rasch-2023``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from torch import nn
 
+from analoglib.cache import JsonlStore, json_normalized, key_digest
 from analoglib.config import PCMConfig
 from analoglib.inference import evaluate
+from analoglib.optim import PostTrainingReport
+from analoglib.parallel import run_points
 from analoglib.presets import standard_hwa_2023
+from analoglib.studies.common import direct_mapping
 from analoglib.training.hwa import HWARecipe
+from analoglib.utils import check_int, paths
+from analoglib.workloads import Workload, cached_metrics, load_workload, train_fp, train_hwa
 
 __all__ = [
     "HWA_PROFILES",
     "PUBLISHED_RASCH_2023",
+    "VARIANTS",
+    "HWAStudySpec",
+    "Variants",
+    "compute_variant_point",
+    "prepare_variants",
+    "run_variants",
     "compare_with_published",
     "evaluate_variants",
     "hwa_recipe",
@@ -42,8 +60,8 @@ __all__ = [
 #: HWA recipe, weight noise and evaluation size of each workload and profile. ``recipe``: the
 #: :class:`HWARecipe`; ``config``: config fields set on the standard preset
 #: :func:`~analoglib.presets.standard_hwa_2023` (which clips at 1 and remaps channelwise):
-#: PCM-like weight noise (and layer-gaussian clipping for the LSTM) as in ``aimc-model.md``
-#: 10.2, additive noise 0.06 for the transformer as in 10.4; ``eval_batches``: evaluation
+#: PCM-like weight noise (and layer-gaussian clipping for the LSTM) as in ``docs/model.md``#: 10.2,
+#: additive noise 0.06 for the transformer as in 10.4; ``eval_batches``: evaluation
 #: batches per evaluation in the study (0: all); ``calibration_batches``: training batches
 #: that calibrate the input ranges of the direct-mapping baseline. The default profiles are sized
 #: from timed steps for at most about 30 minutes per workload on two idle CPU cores (HWA
@@ -204,7 +222,7 @@ def hwa_recipe(
 
 
 #: Published A* of Rasch et al. 2023 (and the follow-up Wu 2026 for ResNet-32) per family, in
-#: percent (``aimc-model.md`` section 13.1); None where no number is published.
+#: percent (``docs/published-results.md#rasch-2023``); None where no number is published.
 PUBLISHED_RASCH_2023: dict[str, dict[str, Any]] = {
     "cnn": {
         "model": "ResNet-32 / CIFAR-10 (Wu 2026: FP 94.1 % -> HWA 93.3 %)",
@@ -230,7 +248,7 @@ def normalized_accuracy_table(
     """A* (%) per variant, drift compensation and time: mean and std over repetitions.
 
     A*_t = 1 - (error_t - error_FP) / (error_chance - error_FP) of every repetition
-    (``aimc-model.md`` section 12), then mean and sample std.
+    (``docs/model.md#metrics``), then mean and sample std.
 
     Args:
         results: Tidy table of :func:`analoglib.evaluate` with an ``error`` column and a
@@ -312,7 +330,7 @@ def compare_with_published(a_star: pd.DataFrame, workload: str, description: str
         One row per variant (ours, ``mean +- std`` in %) and one for the published HWA result.
 
     References:
-        ``aimc-model.md`` section 13.1.
+        ``docs/published-results.md#rasch-2023``.
     """
     published = PUBLISHED_RASCH_2023[workload]
     rows = []
@@ -368,3 +386,265 @@ def results_metrics(results: pd.DataFrame, a_star: pd.DataFrame, metric: str) ->
                 entry[f"a_star_{int(t)}"] = float(value)
         out[key] = entry
     return out
+
+
+# -- the study runner: every (variant, drift compensation, repetition) is one point -------------
+#: The analog variants of the study, in table order.
+VARIANTS = ("direct mapping", "HWA")
+
+
+@dataclass(frozen=True)
+class HWAStudySpec:
+    """Everything that determines the evaluation table of one workload (and names its file).
+
+    Attributes:
+        workload: ``"cnn"``, ``"rnn"`` or ``"transformer"``.
+        workload_profile: Profile of the workload and of its HWA recipe (:data:`HWA_PROFILES`).
+        data_source: ``"offline"`` or ``"hub"``.
+        seed: Seed of the workload, its training and the repetitions (rep r: ``seed + r``).
+        eval_batches: Evaluation batches per evaluation (0: all; -1: the recipe's value).
+        calibration_batches: Training batches that calibrate the direct mapping's input ranges
+            (-1: the recipe's value).
+        t_inferences: Times after programming (s).
+        n_reps: Programming repetitions per variant, time and drift-compensation setting.
+        device: ``"cpu"`` or ``"cuda"``, where the models are evaluated.
+    """
+
+    workload: str
+    workload_profile: str = "default"
+    data_source: str = "offline"
+    seed: int = 0
+    eval_batches: int = -1
+    calibration_batches: int = -1
+    t_inferences: tuple[float, ...] = (1.0, 3600.0, 86400.0, 31536000.0)
+    n_reps: int = 3
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _, _, sizes = hwa_recipe(self.workload, self.workload_profile)  # checks both names
+        if self.data_source not in ("offline", "hub"):
+            raise ValueError(
+                f"data_source = {self.data_source!r} is not allowed: expected 'offline' or 'hub'."
+            )
+        check_int("seed", self.seed, 0)
+        check_int("n_reps", self.n_reps, 1)
+        for name, default in (("eval_batches", "eval_batches"), ("calibration_batches", None)):
+            value = check_int(name, getattr(self, name), -1)
+            if value < 0:
+                value = sizes[default or name]
+            object.__setattr__(self, name, value)
+        if self.calibration_batches < 1:
+            raise ValueError(
+                f"calibration_batches = {self.calibration_batches!r} is not allowed: expected "
+                "an integer >= 1 (or -1 for the recipe's value)."
+            )
+        times = tuple(self.t_inferences)
+        if not times or any(
+            not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0 for t in times
+        ):
+            raise ValueError(
+                f"t_inferences = {self.t_inferences!r} is not allowed: expected a non-empty "
+                "list of finite times >= 0 s."
+            )
+        object.__setattr__(self, "t_inferences", times)
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(
+                f"device = {self.device!r} is not allowed: expected 'cpu' or 'cuda' (resolve "
+                "'auto' with analoglib.get_device first)."
+            )
+
+    def parameters(self) -> dict[str, Any]:
+        """Plain JSON-able dict of the spec (recorded in the file's header)."""
+        return json_normalized(dataclasses.asdict(self))
+
+    def key(self) -> str:
+        """16-hex-digit hash of :meth:`parameters` (names the file)."""
+        return key_digest(self.parameters())
+
+    def default_path(self) -> Path:
+        """``data/cache/hwa_study/<workload>/<key>.jsonl``."""
+        return paths.CACHE / "hwa_study" / self.workload / f"{self.key()}.jsonl"
+
+    def points(self) -> list[tuple[str, bool, int]]:
+        """Every point ``(variant, drift_compensation, rep)`` in table order."""
+        return [
+            (variant, gdc, rep)
+            for variant in VARIANTS
+            for gdc in (True, False)
+            for rep in range(self.n_reps)
+        ]
+
+
+@dataclass
+class Variants:
+    """The workload of a study, its FP baseline and the two analog variants, ready to evaluate.
+
+    Attributes:
+        workload: The workload (evaluation subset of the spec).
+        fp_model: The trained FP model.
+        fp_metrics: Its metrics on the evaluation subset.
+        models: Variant name -> converted model (``"direct mapping"``, ``"HWA"``).
+        calibration: Report of the direct mapping's input-range calibration.
+        recipe: The HWA recipe.
+        config: The HWA training config.
+    """
+
+    workload: Workload
+    fp_model: nn.Module
+    fp_metrics: dict[str, float]
+    models: dict[str, nn.Module]
+    calibration: PostTrainingReport
+    recipe: HWARecipe
+    config: PCMConfig
+
+
+def prepare_variants(spec: HWAStudySpec, retrain: bool = False, progress: bool = True) -> Variants:
+    """Train (or load from ``data/cache/``) the FP and HWA models and build both variants.
+
+    The FP model is cached by :func:`analoglib.workloads.train_fp`, the HWA model by
+    :func:`analoglib.workloads.train_hwa`; the direct mapping is the FP model on the standard
+    preset with its input ranges calibrated on the first ``spec.calibration_batches``
+    training batches in dataset order (:func:`~analoglib.studies.common.direct_mapping`), so
+    it does not depend on whether the FP model was just trained or loaded.
+
+    Args:
+        spec: The study of one workload.
+        retrain: Train the FP and HWA models again instead of loading them.
+        progress: Show progress bars.
+
+    Returns:
+        The :class:`Variants`.
+    """
+    recipe, config, _ = hwa_recipe(spec.workload, spec.workload_profile)
+    workload = load_workload(
+        spec.workload,
+        spec.workload_profile,
+        spec.data_source,
+        spec.seed,
+        max_eval_batches=spec.eval_batches,
+    )
+    workload.model.to(spec.device)
+    fp_model = train_fp(workload, retrain=retrain, progress=progress)
+    fp_metrics = cached_metrics(workload)
+    if fp_metrics is None:
+        with torch.no_grad():
+            fp_metrics = workload.evaluate(fp_model)
+    direct, calibration = direct_mapping(workload, fp_model, spec.calibration_batches, spec.seed)
+    hwa_model = train_hwa(workload, config, recipe, retrain=retrain, progress=progress)
+    return Variants(
+        workload=workload,
+        fp_model=fp_model,
+        fp_metrics=dict(fp_metrics),
+        models={"direct mapping": direct, "HWA": hwa_model},
+        calibration=calibration,
+        recipe=recipe,
+        config=config,
+    )
+
+
+def _evaluate_point(
+    variants: Variants, spec: HWAStudySpec, point: tuple[str, bool, int]
+) -> dict[str, Any]:
+    """The evaluation rows of one (variant, drift compensation, repetition)."""
+    variant, gdc, rep = point
+    table = evaluate(
+        variants.models[variant],
+        variants.workload.evaluate,
+        spec.t_inferences,
+        1,
+        spec.seed + rep,  # repetition r of evaluate(n_reps, seed): programmed with seed + r
+        drift_compensation=gdc,
+        progress=False,
+    )
+    table = table.assign(rep=rep, variant=variant)
+    return {
+        "variant": variant,
+        "drift_compensation": gdc,
+        "rep": rep,
+        "columns": list(table.columns),
+        "rows": table.to_dict("records"),
+    }
+
+
+#: Prepared variants of the spec a worker process is running (one spec at a time).
+_WORKER_VARIANTS: dict[str, Variants] = {}
+
+
+def compute_variant_point(spec: HWAStudySpec, point: tuple[str, bool, int]) -> dict[str, Any]:
+    """One point of :func:`run_variants`, computed wherever this runs (a worker process).
+
+    The worker builds the variants once per spec from the cached checkpoints
+    (:func:`prepare_variants`; :func:`run_variants` trains them first) and reuses them.
+    """
+    key = spec.key()
+    if key not in _WORKER_VARIANTS:
+        _WORKER_VARIANTS.clear()
+        _WORKER_VARIANTS[key] = prepare_variants(spec, progress=False)
+    return _evaluate_point(_WORKER_VARIANTS[key], spec, point)
+
+
+def _point_key(record: dict[str, Any]) -> tuple[str, bool, int]:
+    return (record["variant"], bool(record["drift_compensation"]), int(record["rep"]))
+
+
+def run_variants(
+    spec: HWAStudySpec,
+    variants: Variants | None = None,
+    *,
+    executor: Any = None,
+    threads: int | None = None,
+    retrain: bool = False,
+    path: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Evaluate both analog variants from 1 s to 1 year, with and without drift compensation.
+
+    Every variant is programmed ``spec.n_reps`` times (seeds ``seed + r``, the same for both)
+    and evaluated at each time, once with global drift compensation and once without; each
+    ``(variant, drift compensation, repetition)`` is a point, stored in a resumable
+    JSON-lines file (:meth:`HWAStudySpec.default_path`) as soon as it is finished. The table
+    equals :func:`evaluate_variants` of the two models.
+
+    Args:
+        spec: The study of one workload.
+        variants: The prepared variants (:func:`prepare_variants`); None prepares them here.
+            Evaluated here when ``executor`` is None.
+        executor: None (this process), a ``concurrent.futures.Executor`` or a Dask
+            ``distributed.Client``: the workers rebuild the variants from the cached
+            checkpoints (they must see the same ``data/cache/``).
+        threads: Torch threads per point in every back end (None: each process's default).
+        retrain: Delete the stored evaluations first and evaluate every point again (the
+            checkpoints are retrained by :func:`prepare_variants`, not here).
+        path: The results file (default :meth:`HWAStudySpec.default_path`).
+        progress: Show progress bars.
+
+    Returns:
+        The tidy table of :func:`analoglib.evaluate` rows with a ``variant`` column.
+
+    Raises:
+        analoglib.parallel.PointError: If a point failed (finished points are kept).
+    """
+    path = Path(path) if path is not None else spec.default_path()
+    if retrain:
+        path.unlink(missing_ok=True)
+    store = JsonlStore(path, spec.parameters(), key=_point_key, what="HWA study")
+    todo = [p for p in spec.points() if p not in store]
+    if todo:
+        if variants is None:
+            # Here for the in-process run; for workers, so that they only load checkpoints.
+            variants = prepare_variants(spec, progress=progress)
+        func: Any = functools.partial(_evaluate_point, variants, spec)
+        if executor is not None:
+            func = functools.partial(compute_variant_point, spec)
+        run_points(
+            func,
+            todo,
+            lambda _point, record: store.append(record),
+            executor,
+            threads=threads,
+            progress=progress,
+            desc=f"evaluate {spec.workload}",
+        )
+    records = [store.records[point] for point in spec.points()]
+    rows = [row for record in records for row in record["rows"]]
+    return pd.DataFrame(rows, columns=records[0]["columns"])
