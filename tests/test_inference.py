@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import assert_close
 from torch import nn
 
 import analoglib
@@ -24,19 +25,6 @@ from analoglib.presets import ideal, standard_hwa_2023
 
 DAY = 86400.0
 YEAR = 3.1536e7
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float, atol: float) -> None:
-    """|actual - expected| <= atol + rtol |expected| elementwise, shapes equal.
-
-    NumPy's check: torch.testing.assert_close imports torch.distributed (~1 s per worker).
-    """
-    np.testing.assert_allclose(
-        actual.detach().cpu().double().numpy(),
-        expected.detach().cpu().double().numpy(),
-        rtol=rtol,
-        atol=atol,
-    )
 
 
 def drift_factor(nu: float, t_inf: float) -> float:

@@ -7,30 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import assert_close, gen
 from torch import nn
 
 import analoglib
 from analoglib.nn import AnalogLinear
 from analoglib.presets import ideal, standard_hwa_2023
 from analoglib.tiles.mapper import TileMapping, split_sizes
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float, atol: float) -> None:
-    """|actual - expected| <= atol + rtol |expected| elementwise, shapes equal.
-
-    NumPy's check: torch.testing.assert_close imports torch.distributed (~1 s per worker).
-    """
-    np.testing.assert_allclose(
-        actual.detach().cpu().double().numpy(),
-        expected.detach().cpu().double().numpy(),
-        rtol=rtol,
-        atol=atol,
-    )
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
 
 # -- split_sizes --------------------------------------------------------------------------------
 

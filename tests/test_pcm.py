@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import assert_close, gen
 
 from analoglib.config import PCMNoiseParameters
 from analoglib.noise.pcm import PCMNoiseModel
@@ -42,19 +43,6 @@ TABLE_T = {
     30 * 86400.0: (5.4108, 0.5617, 0.3081),
     3.1536e7: (5.6370, 0.4969, 0.2400),
 }
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float, atol: float) -> None:
-    """|actual - expected| <= atol + rtol |expected| elementwise, shapes equal.
-
-    NumPy's check: torch.testing.assert_close imports torch.distributed (~1 s per worker).
-    """
-    np.testing.assert_allclose(
-        actual.detach().cpu().double().numpy(),
-        expected.detach().cpu().double().numpy(),
-        rtol=rtol,
-        atol=atol,
-    )
 
 
 # -- independent reference formulas (float64) ---------------------------------------------------
@@ -108,10 +96,6 @@ def std_standard_error(samples: torch.Tensor) -> float:
     var = centred.pow(2).mean()
     kurtosis = (centred.pow(4).mean() / var**2).item()
     return math.sqrt(var.item()) * math.sqrt((kurtosis - 1) / (4 * x.numel()))
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def model(**kwargs: float) -> PCMNoiseModel:

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import assert_close, gen
 from torch import nn
 
 from analoglib.config import ForwardParameters, PCMConfig, bits_to_res, quantization_step
@@ -27,23 +28,6 @@ from analoglib.tiles.tile import (
 
 G_RATIO = 1.0 / (0.35 * 5e-6)  # ir_drop_g_ratio of the standard model
 N_SIGMA = 6.0
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float, atol: float) -> None:
-    """|actual - expected| <= atol + rtol |expected| elementwise, shapes equal.
-
-    NumPy's check: torch.testing.assert_close imports torch.distributed (~1 s per worker).
-    """
-    np.testing.assert_allclose(
-        actual.detach().cpu().double().numpy(),
-        expected.detach().cpu().double().numpy(),
-        rtol=rtol,
-        atol=atol,
-    )
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def bare_forward(**kwargs: object) -> ForwardParameters:
