@@ -214,7 +214,7 @@ MOVED: dict[tuple[str, str], tuple[str, str | None]] = {
         (old, name): (new, name)
         for old, new in (
             ("analoglib.training", "analoglib.workloads"),
-            ("analoglib.training.hwa", "analoglib.workloads.train"),
+            ("analoglib.training.hwa", "analoglib.workloads"),
         )
         for name in ("train_hwa", "hwa_cache_path")
     },

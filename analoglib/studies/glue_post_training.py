@@ -358,6 +358,34 @@ def _add_training(
 _WORKER_MODELS: dict[_TaskArgs, _TaskModels] = {}
 
 
+def _evaluate_trained(
+    models: _TaskModels,
+    args: _TaskArgs,
+    settings: PostTrainingSettings,
+    t_inferences: tuple[float, ...],
+    n_reps: int,
+    recompute: bool,
+    progress: bool,
+    configuration: PTConfiguration,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """:func:`evaluate_configuration` of one configuration on the task's trained model."""
+    if configuration.training not in models.trained:
+        _add_training(models, args, configuration.training, False, progress)
+    model, key = models.trained[configuration.training]
+    return evaluate_configuration(
+        models.workload,
+        model,
+        configuration,
+        settings,
+        t_inferences,
+        n_reps,
+        args.seed,
+        cache_key=key,
+        recompute=recompute,
+        progress=progress,
+    )
+
+
 def compute_configuration(
     args: _TaskArgs,
     settings: PostTrainingSettings,
@@ -375,20 +403,8 @@ def compute_configuration(
         _WORKER_MODELS.clear()
         _WORKER_MODELS[args] = _task_models(args, (), False, False)
     models = _WORKER_MODELS[args]
-    if configuration.training not in models.trained:
-        _add_training(models, args, configuration.training, False, False)
-    model, key = models.trained[configuration.training]
-    return evaluate_configuration(
-        models.workload,
-        model,
-        configuration,
-        settings,
-        t_inferences,
-        n_reps,
-        args.seed,
-        cache_key=key,
-        recompute=recompute,
-        progress=False,
+    return _evaluate_trained(
+        models, args, settings, t_inferences, n_reps, recompute, False, configuration
     )
 
 
@@ -462,25 +478,10 @@ def run_task(
     def keep(configuration: PTConfiguration, result: Any) -> None:
         results[configuration.name] = result
 
-    if executor is None:
-
-        def run_here(configuration: PTConfiguration) -> Any:
-            model, key = models.trained[configuration.training]
-            return evaluate_configuration(
-                models.workload,
-                model,
-                configuration,
-                settings,
-                t_inferences,
-                n_reps,
-                seed,
-                cache_key=key,
-                recompute=retrain,
-                progress=progress,
-            )
-
-        func: Any = run_here
-    else:
+    func: Any = functools.partial(
+        _evaluate_trained, models, args, settings, times, n_reps, retrain, progress
+    )
+    if executor is not None:
         func = functools.partial(compute_configuration, args, settings, times, n_reps, retrain)
     run_points(
         func,

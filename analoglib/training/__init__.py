@@ -49,18 +49,4 @@ __all__ = [
     "set_modifier_strength",
 ]
 
-_STUDY = "analoglib.studies.hwa_retraining"
-__getattr__ = moved_names(
-    __name__,
-    {
-        "HWA_PROFILES": (_STUDY, "HWA_PROFILES"),
-        "PUBLISHED_RASCH_2023": (_STUDY, "PUBLISHED_RASCH_2023"),
-        "compare_with_published": (_STUDY, "compare_with_published"),
-        "evaluate_variants": (_STUDY, "evaluate_variants"),
-        "hwa_recipe": (_STUDY, "hwa_recipe"),
-        "normalized_accuracy_table": (_STUDY, "normalized_accuracy_table"),
-        "summary_metrics": (_STUDY, "results_metrics"),
-        "hwa_cache_path": ("analoglib.workloads", "hwa_cache_path"),
-        "train_hwa": ("analoglib.workloads", "train_hwa"),
-    },
-)
+__getattr__ = moved_names(__name__, hwa.MOVED_NAMES)

@@ -54,6 +54,7 @@ from analoglib.nn.convert import analog_layers
 from analoglib.training.loops import TrainRecipe
 
 __all__ = [
+    "MOVED_NAMES",
     "HWARecipe",
     "ModifierRamp",
     "clip_weights",
@@ -354,17 +355,16 @@ class HWARecipe(TrainRecipe):
 
 
 _STUDY = "analoglib.studies.hwa_retraining"
-__getattr__ = moved_names(
-    __name__,
-    {
-        "HWA_PROFILES": (_STUDY, "HWA_PROFILES"),
-        "PUBLISHED_RASCH_2023": (_STUDY, "PUBLISHED_RASCH_2023"),
-        "compare_with_published": (_STUDY, "compare_with_published"),
-        "evaluate_variants": (_STUDY, "evaluate_variants"),
-        "hwa_recipe": (_STUDY, "hwa_recipe"),
-        "normalized_accuracy_table": (_STUDY, "normalized_accuracy_table"),
-        "summary_metrics": (_STUDY, "results_metrics"),
-        "hwa_cache_path": ("analoglib.workloads.train", "hwa_cache_path"),
-        "train_hwa": ("analoglib.workloads.train", "train_hwa"),
-    },
-)
+#: Names that left this module (old name -> new module and name), for the deprecated aliases.
+MOVED_NAMES: dict[str, tuple[str, str | None]] = {
+    "HWA_PROFILES": (_STUDY, "HWA_PROFILES"),
+    "PUBLISHED_RASCH_2023": (_STUDY, "PUBLISHED_RASCH_2023"),
+    "compare_with_published": (_STUDY, "compare_with_published"),
+    "evaluate_variants": (_STUDY, "evaluate_variants"),
+    "hwa_recipe": (_STUDY, "hwa_recipe"),
+    "normalized_accuracy_table": (_STUDY, "normalized_accuracy_table"),
+    "summary_metrics": (_STUDY, "results_metrics"),
+    "hwa_cache_path": ("analoglib.workloads", "hwa_cache_path"),
+    "train_hwa": ("analoglib.workloads", "train_hwa"),
+}
+__getattr__ = moved_names(__name__, MOVED_NAMES)
