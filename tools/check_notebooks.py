@@ -8,6 +8,8 @@ For every notebooks/*.ipynb:
 * the parameters cell holds literal assignments only, and every name it assigns is returned
   by `papermill.inspect_notebook()` (papermill silently drops lines it cannot parse, e.g.
   `max_batches: int = 0  # 0 = all`);
+* the set-up cell's record of the run, ``parameters = {...}``, has exactly the parameters
+  cell's names as keys (a parameter left out of it would be missing from the results JSON);
 * no code cell has outputs or an execution count;
 * notebooks/params/smoke/<stem>.yaml exists, sets `profile: smoke`, and all its keys are
   parameters of the notebook; notebooks/params/paper/<stem>.yaml, where present, likewise
@@ -116,6 +118,23 @@ def check_params_yaml(path: Path, profile: str, parameters: set[str]) -> list[st
     return errors
 
 
+def recorded_parameters(cells: list[dict[str, Any]]) -> list[str] | None:
+    """Keys of the first top-level ``parameters = {...}`` dict literal (None if there is none)."""
+    for cell in cells:
+        try:
+            tree = ast.parse(source_of(cell))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "parameters" for t in node.targets)
+                and isinstance(node.value, ast.Dict)
+            ):
+                return [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
+    return None
+
+
 def check_notebook(path: Path) -> list[str]:
     """Return the problems found in one notebook."""
     import papermill  # imported lazily: slow, and not needed when there are no notebooks
@@ -170,6 +189,14 @@ def check_notebook(path: Path) -> list[str]:
         finally:
             logger.removeHandler(handler)
         parameters = set(names)
+        recorded = recorded_parameters([c for c in code if c is not tagged[0]])
+        if recorded is not None and set(recorded) != parameters:
+            missing = sorted(parameters - set(recorded))
+            extra = sorted(set(recorded) - parameters)
+            errors.append(
+                "the set-up cell's `parameters = {...}` record differs from the parameters "
+                f"cell: missing {missing}, not a parameter {extra}"
+            )
 
     smoke = PARAMS / "smoke" / f"{stem}.yaml"
     if smoke.is_file():
