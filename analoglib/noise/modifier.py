@@ -1,4 +1,4 @@
-"""The weight-noise modifier of hardware-aware training: one noise draw on the weights per step.
+"""The weight-noise modifier of hardware-aware training: one noise draw per forward call.
 
 During HWA training the forward pass sees the normalised weights with noise added, so the
 network learns weights that tolerate the crossbar's programming and read noise. The types
