@@ -193,7 +193,8 @@ paper: $(ENV_STAMP) ## paper profile into build/paper/ (needs network, usually a
 			-k python3 --cwd notebooks --log-output -f "$$yaml" $$inject; \
 	done
 
-benchmark: $(ENV_STAMP) ## forward-pass, HWA training-step and programming benchmarks (benchmarks/)
+benchmark: $(ENV_STAMP) ## whole-model, forward-pass, HWA training-step and programming benchmarks
+	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_forward.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_program.py
