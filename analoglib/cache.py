@@ -2,8 +2,9 @@
 
 Every file the library writes for later reuse goes through this module:
 
-* :func:`atomic_save`, :func:`atomic_write_text` and :func:`atomic_write` write to a temporary
-  file in the target folder and rename it over the target, so an interrupted write leaves at
+* :func:`atomic_save`, :func:`atomic_write_text`, :func:`atomic_write` and
+  :func:`atomic_directory` write to a temporary file (or folder) beside the target and rename
+  it over the target, so an interrupted write leaves at
   most a stray temporary file, never a partial target;
 * :func:`key_digest` turns the parameters that determine an artifact into the short hash that
   names its file (``data/cache/<kind>/<name>/<digest>.pt``);
@@ -17,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +30,7 @@ import torch
 
 __all__ = [
     "JsonlStore",
+    "atomic_directory",
     "atomic_save",
     "atomic_write",
     "atomic_write_text",
@@ -99,6 +102,28 @@ def atomic_write(path: Path, mode: str = "w", **open_kwargs: Any) -> Iterator[IO
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_directory(path: Path) -> Iterator[Path]:
+    """A temporary folder beside ``path`` to fill; renamed to ``path`` when the body succeeds.
+
+    The folder appears complete or not at all. If another process finished the same folder
+    first, its copy is kept and this one discarded. The temporary folder is always removed.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not path.is_dir():  # not a concurrent builder that finished first: re-raise
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> Path:

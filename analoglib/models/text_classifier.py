@@ -26,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from analoglib import utils
+from analoglib.cache import atomic_directory
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -280,10 +279,7 @@ def tiny_roberta(
     out = Path(out_dir)
     if not (out / "config.json").is_file():
         text = _ptb_lines(n_lines) if lines is None else lines
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_directory(out) as tmp:
             bpe = ByteLevelBPETokenizer()
             bpe.train_from_iterator(
                 text, vocab_size=vocab_size, special_tokens=_SPECIAL_TOKENS, show_progress=False
@@ -313,14 +309,6 @@ def tiny_roberta(
                 RobertaForSequenceClassification(config).save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
             (tmp / "analoglib_settings.json").write_text(json.dumps(settings, sort_keys=True))
-            out.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.replace(tmp, out)  # atomic: a folder appears complete or not at all
-            except OSError:
-                if not (out / "config.json").is_file():  # not a concurrent builder: re-raise
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     with _transformers_progress(progress):
         tokenizer = AutoTokenizer.from_pretrained(str(out))
         model = AutoModelForSequenceClassification.from_pretrained(str(out))
