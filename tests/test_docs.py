@@ -214,3 +214,11 @@ def test_notebook_pages_prefer_executed_copies(tmp_path: Path, hooks: ModuleType
         ("02_b__rnn", True, "notebooks/02_b__rnn.ipynb"),
     ]
     assert pages[1].title == "02 · Title (cnn)"
+
+
+def test_rendered_docs_references_become_links(hooks: ModuleType) -> None:
+    html = "see <code>docs/model.md#drift</code> and <code>docs/index.md</code>"
+    linked = hooks.docs_refs_to_links(html, "api/analoglib/noise/modifier/")
+    assert '<a href="../../../../model/#drift"><code>docs/model.md#drift</code></a>' in linked
+    assert '<a href="../../../../"><code>docs/index.md</code></a>' in linked
+    assert hooks.docs_refs_to_links(html, "").count("<a href=") == 2

@@ -346,10 +346,29 @@ def sphinx_roles_to_autorefs(html: str, module: str | None) -> str:
     return _ROLE.sub(replace, html)
 
 
+#: A docstring's reference to a docs page, as rendered: ``<code>docs/model.md#drift</code>``.
+_DOCS_CODE = re.compile(r"<code>docs/([\w./-]+)\.md(#[\w-]+)?</code>")
+
+
+def docs_refs_to_links(html: str, page_url: str) -> str:
+    """Make every rendered ``docs/<page>.md#<anchor>`` reference a link to that page."""
+    depth = page_url.strip("/").count("/") + 1 if page_url.strip("/") else 0
+
+    def replace(match: re.Match[str]) -> str:
+        page, anchor = match.group(1), match.group(2) or ""
+        target = "" if page == "index" else f"{page}/"
+        href = "../" * depth + target + anchor
+        return f'<a href="{href}">{match.group(0)}</a>'
+
+    return _DOCS_CODE.sub(replace, html)
+
+
 def on_page_content(html: str, page: Any, config: Any, files: Files) -> str:
-    """Render Sphinx roles of the API pages as cross-references."""
+    """Render Sphinx roles of the API pages as cross-references, docs references as links."""
     module = _page_module(page.file.src_uri)
-    return sphinx_roles_to_autorefs(html, module) if module is not None else html
+    if module is not None:
+        html = sphinx_roles_to_autorefs(html, module)
+    return docs_refs_to_links(html, page.url)
 
 
 # -- state of one build -------------------------------------------------------------------------
