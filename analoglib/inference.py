@@ -158,7 +158,10 @@ def evaluate(
         float result).
 
     Raises:
-        ValueError: For an empty or invalid list of times, ``n_reps < 1`` or a bad seed.
+        ValueError: For an empty or invalid list of times, ``n_reps < 1``, a bad seed, or a NaN
+            metric from ``eval_fn``. Any error raised while evaluating (by ``eval_fn`` too, or a
+            ``KeyboardInterrupt``) carries the rows finished before it as the table
+            ``error.partial_results``.
     """
     _check_seed(seed)
     if not isinstance(n_reps, int) or isinstance(n_reps, bool) or n_reps < 1:
@@ -183,16 +186,28 @@ def evaluate(
                 with torch.no_grad():
                     result = eval_fn(model)
                 metrics = result if isinstance(result, dict) else {"metric": result}
+                values = {k: float(v) for k, v in metrics.items()}
+                nan = sorted(k for k, v in values.items() if math.isnan(v))
+                if nan:
+                    raise ValueError(
+                        f"eval_fn returned NaN for {', '.join(map(repr, nan))} at repetition "
+                        f"{rep}, t_inference_s = {t:g}: a metric must be a number (NaN usually "
+                        "means NaN outputs or an empty evaluation set)."
+                    )
                 rows.append(
                     {
                         "rep": rep,
                         "seed": rep_seed,
                         "t_inference_s": t,
                         "drift_compensation": layers[0][1].config.drift_compensation.type != "none",
-                        **{k: float(v) for k, v in metrics.items()},
+                        **values,
                     }
                 )
                 bar.update()
+    except BaseException as error:
+        # Keep the finished work: the rows evaluated so far travel with the error.
+        error.partial_results = pd.DataFrame(rows)  # type: ignore[attr-defined]
+        raise
     finally:
         bar.close()
         for (_, layer), value in zip(layers, saved, strict=True):
@@ -221,6 +236,13 @@ def load(
     checkpoint saved under a different config raises
     :class:`~analoglib.nn.base.ConfigMismatchError`; with ``config="keep"`` the model keeps its
     own config and a warning lists the differences.
+
+    The programmed state (programmed conductances, drift exponents, drifted weights and the
+    drift-compensation baseline) is restored when the configs agree, or when they differ only
+    in groups that programming does not depend on (``modifier``, ``clip``, ``remap``,
+    ``pre_post``). A difference in ``mapping``, ``forward``, ``noise_model`` or
+    ``drift_compensation`` makes the saved realisation stale: it is dropped (the warning says
+    so) and the model must be programmed again.
 
     Raises:
         ValueError: If ``config`` is neither ``"check"`` nor ``"keep"``.

@@ -479,9 +479,36 @@ def test_load_under_other_config(tmp_path: Path) -> None:
     analoglib.load(kept, path, config="keep")
     for layer in analoglib.analog_layers(kept):
         assert layer.config.forward.out_noise == 0.06
-        assert layer.is_programmed
+        # The realisation was drawn (and its GDC baseline read) under another forward config.
+        assert not layer.is_programmed
     with pytest.raises(ValueError, match="config"):
         analoglib.load(kept, path, config="replace")
+
+    # A difference that programming does not depend on keeps the programmed state.
+    training_only = standard_hwa_2023()
+    training_only.clip.type = "none"
+    same_programming = analoglib.convert_to_analog(small_net(1), training_only)
+    analoglib.load(same_programming, path, config="keep")
+    for a, b in zip(
+        analoglib.analog_layers(model), analoglib.analog_layers(same_programming), strict=True
+    ):
+        assert b.is_programmed and torch.equal(a._weight_t, b._weight_t)
+
+
+def test_ideal_model_loaded_from_a_programmed_checkpoint_is_exact_after_programming(
+    tmp_path: Path,
+) -> None:
+    noisy = analoglib.convert_to_analog(small_net(0), standard_hwa_2023())
+    analoglib.program(noisy, 3)
+    path = analoglib.save(noisy, tmp_path / "model.pt")
+    exact = analoglib.convert_to_analog(small_net(1), ideal())
+    analoglib.load(exact, path, config="keep")
+    assert not any(layer.is_programmed for layer in analoglib.analog_layers(exact))
+    analoglib.program(exact, 0)
+    digital = analoglib.convert_to_digital(exact).eval()
+    x = net_input()
+    with torch.no_grad():
+        assert_close(exact.eval()(x), digital(x), rtol=1e-5, atol=1e-5)
 
 
 def test_unprogrammed_save_load(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +38,12 @@ from analoglib.noise.pcm import PCMNoiseModel
 from analoglib.tiles.mapper import TileMapping
 from analoglib.tiles.tile import analog_mvm, ir_drop_row_weighting, one_hot_readout
 
-__all__ = ["AnalogLayerBase", "ConfigMismatchError"]
+__all__ = [
+    "CLIP_WARNING_FRACTION",
+    "AnalogLayerBase",
+    "ConfigMismatchError",
+    "InputClippingWarning",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +101,30 @@ def _group_max(values: Tensor, index: Tensor, n_groups: int) -> Tensor:
     return out.scatter_reduce(1, index.expand_as(values), values, reduce="amax")
 
 
+def _check_finite_weight(layer: str, name: str, values: Tensor) -> None:
+    """Refuse NaN or infinite weights: on a crossbar they would make every output NaN."""
+    finite = torch.isfinite(values.detach())
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(
+            f"{layer}: {name} holds {bad} NaN or infinite value(s) of {values.numel()}; analog "
+            "layers accept finite weights only (a device cannot be programmed to NaN)."
+        )
+
+
+class InputClippingWarning(UserWarning):
+    """Many inputs of a tile exceed its input range: they are clipped before the DAC."""
+
+
+#: Fraction of a tile's inputs beyond its input range that triggers an
+#: :class:`InputClippingWarning` (checked on the first evaluation batches of each layer).
+CLIP_WARNING_FRACTION = 0.01
+#: Evaluation batches per layer on which the clipped fraction is checked.
+_CLIP_CHECK_BATCHES = 4
+#: Config groups a programming realisation depends on (see :meth:`set_extra_state`).
+_PROGRAMMING_GROUPS = ("mapping", "forward", "noise_model", "drift_compensation")
+
+
 class AnalogLayerBase(nn.Module):
     """Base class of the analog layers (not used directly).
 
@@ -127,6 +157,8 @@ class AnalogLayerBase(nn.Module):
     # inputs; see :meth:`ideal_forward`.
     _ideal: bool = False
     _input_observer: Callable[[Tensor], None] | None = None
+    # Evaluation batches left on which the clipped input fraction is checked.
+    _clip_checks_left: int = _CLIP_CHECK_BATCHES
 
     def _init_analog(
         self,
@@ -145,6 +177,9 @@ class AnalogLayerBase(nn.Module):
         """
         if not isinstance(config, PCMConfig):
             raise ValueError(f"config = {config!r} is not allowed: expected a PCMConfig.")
+        _check_finite_weight(type(self).__name__, "weight", weight)
+        if bias is not None:
+            _check_finite_weight(type(self).__name__, "bias", bias)
         self.config = config.copy()
         self._native_shape = tuple(weight.shape)
         out_total = weight.shape[0]
@@ -311,6 +346,10 @@ class AnalogLayerBase(nn.Module):
                     k + 1
                 )
                 self.input_range_batches += 1
+        # Ranges set from data (trained or calibrated) clip by choice: only the initial value
+        # of a directly converted model is checked.
+        if not self.training and self._clip_checks_left > 0 and int(self.input_range_batches) == 0:
+            self._check_input_clipping(x)
         decay = ranges.decay if self.training else 0.0
         out: Tensor = _InputRange.apply(
             x,
@@ -321,6 +360,26 @@ class AnalogLayerBase(nn.Module):
             ranges.gradient_scale,
         )
         return out
+
+    @torch.no_grad()
+    def _check_input_clipping(self, x: Tensor) -> None:
+        """Warn once if more than :data:`CLIP_WARNING_FRACTION` of a tile's inputs clip."""
+        self._clip_checks_left -= 1
+        rows = self._row_mask.sum(dim=(1, 2)).clamp(min=1)  # (tiles,) inputs per vector
+        r = self.input_range.detach().view(-1, 1, 1)
+        clipped = (x.abs() > r).sum(dim=(1, 2)) / (rows * x.shape[1])  # (tiles,)
+        worst = float(clipped.max())
+        if worst > CLIP_WARNING_FRACTION:
+            self._clip_checks_left = 0  # once per layer
+            tile = int(clipped.argmax())
+            warnings.warn(
+                f"{type(self).__name__}: {worst:.1%} of the inputs of tile {tile} exceed its "
+                f"input range {float(r.view(-1)[tile]):.3g} and are clipped. Calibrate the "
+                "input ranges on a few training batches first "
+                "(analoglib.optim.calibrate_input_ranges), or train them (HWA training).",
+                InputClippingWarning,
+                stacklevel=4,
+            )
 
     def _current_tiles(self, generator: torch.Generator) -> Tensor:
         if not self.training and self.is_programmed:
@@ -360,13 +419,19 @@ class AnalogLayerBase(nn.Module):
             ``(batch, groups * out)`` outputs.
 
         Raises:
-            ValueError: If ``x`` holds NaN or infinite values.
+            ValueError: If ``x`` holds NaN or infinite values, or its dtype is not the layer's.
         """
         # One pass: a non-finite sum flags NaN/inf (or an overflow, confirmed by the exact test).
         if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
             raise ValueError(
                 f"{type(self).__name__}: the input holds NaN or infinite values; analog layers "
                 "accept finite inputs only."
+            )
+        if x.dtype != self.weight.dtype:
+            raise ValueError(
+                f"{type(self).__name__}: the input has dtype {x.dtype}, the layer "
+                f"{self.weight.dtype}; cast the input (x.to({self.weight.dtype})) or the model "
+                "(model.to(dtype))."
             )
         if self._ideal:
             return self._ideal_forward(x)
@@ -456,6 +521,7 @@ class AnalogLayerBase(nn.Module):
         References:
             ``docs/model.md#pcm``, ``docs/model.md#programming``, ``docs/model.md#gdc``.
         """
+        _check_finite_weight(type(self).__name__, "weight", self.weight)
         m = self.mapping
         tiles = self.reference_tiles().detach()  # (tiles, out, rows)
         column_max = tiles.abs().amax(dim=2)  # (tiles, out)
@@ -602,14 +668,21 @@ class AnalogLayerBase(nn.Module):
                 "replaced on load; build the model with the checkpoint's config, or load with "
                 "analoglib.load(model, path, config='keep') to keep the model's config."
             )
+        # Programming draws from noise_model and reads the drift-compensation baseline through
+        # the forward path: a difference there makes the saved realisation stale.
+        stale = [d for d in differences if d.split(".", 1)[0] in _PROGRAMMING_GROUPS]
         if differences:
             log.warning(
-                "%s: keeping the model's config; checkpoint differs in: %s",
+                "%s: keeping the model's config; checkpoint differs in: %s.%s",
                 type(self).__name__,
                 "; ".join(differences),
+                " Its programmed state was drawn under the checkpoint's config and is dropped: "
+                "program again."
+                if stale and state["programmed"] is not None
+                else "",
             )
         self.reset_programming()
-        if state["programmed"] is not None:
+        if state["programmed"] is not None and not stale:
             device = self.weight.device
             for name, value in state["programmed"].items():
                 setattr(self, name, None if value is None else value.to(device))
