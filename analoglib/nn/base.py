@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -110,6 +112,19 @@ def _check_finite_weight(layer: str, name: str, values: Tensor) -> None:
             f"{layer}: {name} holds {bad} NaN or infinite value(s) of {values.numel()}; analog "
             "layers accept finite weights only (a device cannot be programmed to NaN)."
         )
+
+
+def _caller_stacklevel() -> int:
+    """``stacklevel`` of the first frame outside analoglib and torch (the user's call)."""
+    level, frame = 2, sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+    return level
+
+
+_INTERNAL_DIRS = tuple(
+    os.path.dirname(os.path.abspath(path)) for path in (os.path.dirname(__file__), torch.__file__)
+)
 
 
 class InputClippingWarning(UserWarning):
@@ -372,13 +387,21 @@ class AnalogLayerBase(nn.Module):
         if worst > CLIP_WARNING_FRACTION:
             self._clip_checks_left = 0  # once per layer
             tile = int(clipped.argmax())
+            log.info(
+                "%s: %.1f%% of the inputs of tile %d exceed its input range %.3g",
+                type(self).__name__,
+                100 * worst,
+                tile,
+                float(r.view(-1)[tile]),
+            )
+            # One message per layer type, so Python's warning filter shows it once per model.
             warnings.warn(
-                f"{type(self).__name__}: {worst:.1%} of the inputs of tile {tile} exceed its "
-                f"input range {float(r.view(-1)[tile]):.3g} and are clipped. Calibrate the "
-                "input ranges on a few training batches first "
-                "(analoglib.optim.calibrate_input_ranges), or train them (HWA training).",
+                f"{type(self).__name__}: more than {CLIP_WARNING_FRACTION:.0%} of a tile's "
+                "inputs exceed the tile's input range and are clipped. Calibrate the input "
+                "ranges on a few training batches first (analoglib.optim."
+                "calibrate_input_ranges), or train them (HWA training).",
                 InputClippingWarning,
-                stacklevel=4,
+                stacklevel=_caller_stacklevel(),
             )
 
     def _current_tiles(self, generator: torch.Generator) -> Tensor:
