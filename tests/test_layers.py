@@ -23,6 +23,7 @@ from analoglib.nn import (
     AnalogLayerBase,
     AnalogLinear,
     AnalogLSTM,
+    AnalogMultiheadAttention,
 )
 from analoglib.presets import ideal, standard_hwa_2023
 
@@ -393,11 +394,10 @@ def test_unsupported_layer_warns_and_stays_digital() -> None:
     assert isinstance(analog[1], AnalogLinear)
 
 
-def test_multihead_attention_stays_digital() -> None:
-    """nn.MultiheadAttention stays digital with a warning.
+def test_multihead_attention_becomes_analog() -> None:
+    """nn.MultiheadAttention is converted as a whole (its projections analog).
 
-    It uses out_proj.weight directly, not out_proj(x): converting out_proj would bypass the
-    analog layer with its normalised weight.
+    tests/test_attention.py checks every option.
     """
     torch.manual_seed(15)
 
@@ -412,22 +412,26 @@ def test_multihead_attention_stays_digital() -> None:
             return self.attn(h, h, h, need_weights=False)[0]
 
     model = Block().eval()
-    with pytest.warns(UserWarning, match=r"attn \(MultiheadAttention\)"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         analog = analoglib.convert_to_analog(model, ideal()).eval()
-    assert type(analog.attn.out_proj) is type(model.attn.out_proj)
+    assert isinstance(analog.attn, AnalogMultiheadAttention)
+    assert isinstance(analog.attn.out_proj, AnalogLinear)
     assert isinstance(analog.proj, AnalogLinear)
     x = torch.randn(2, 5, 16)
     with torch.no_grad():
         close(analog(x), model(x))
 
 
-def test_transformer_encoder_layer_stays_digital() -> None:
-    """Its eval fast path reads linear1/linear2.weight directly, bypassing analog children."""
+def test_transformer_encoder_layer_is_converted_through_its_children() -> None:
+    """Its eval fast path (which reads linear1/linear2.weight directly) is switched off."""
     torch.manual_seed(16)
     layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True).eval()
-    with pytest.warns(UserWarning, match=r"<root> \(TransformerEncoderLayer\)"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its LayerNorms alone do not warn
         analog = analoglib.convert_to_analog(layer, ideal()).eval()
-    assert type(analog.linear1) is nn.Linear
+    assert isinstance(analog.linear1, AnalogLinear)
+    assert isinstance(analog.self_attn, AnalogMultiheadAttention)
     x = torch.randn(2, 5, 16)
     with torch.no_grad():
         close(analog(x), layer(x))

@@ -180,7 +180,8 @@ def train_hwa(
     if not isinstance(recipe, HWARecipe):
         raise ValueError(f"recipe = {recipe!r} is not allowed: expected an HWARecipe.")
     fp_model = train_fp(workload, progress=progress)
-    model = convert_to_analog(fp_model, config)
+    # Embeddings stay digital by design, as in the papers (docs/model.md#recipe-resnet-lstm).
+    model = convert_to_analog(fp_model, config, on_unsupported="ignore")
     path = hwa_cache_path(workload, config, recipe)
     record = {
         "parameters": json_normalized(training_parameters(workload)),
