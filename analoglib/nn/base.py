@@ -41,6 +41,7 @@ from analoglib.tiles.mapper import TileMapping
 from analoglib.tiles.tile import analog_mvm, ir_drop_row_weighting, one_hot_readout
 
 __all__ = [
+    "CLIP_CHECK_BATCHES",
     "CLIP_WARNING_FRACTION",
     "AnalogLayerBase",
     "ConfigMismatchError",
@@ -73,28 +74,37 @@ class _InputRange(torch.autograd.Function):
         min_fraction: float,
         relative: bool,
         scale: float,
+        tile_dim: int,
     ) -> Tensor:
-        r = input_range.view(-1, 1, 1)  # (tiles, 1, 1)
+        r = _broadcast_range(input_range, x.dim(), tile_dim)  # tile axis at tile_dim
         ctx.save_for_backward(x, input_range)
-        ctx.options = (decay, min_fraction, relative, scale)
+        ctx.options = (decay, min_fraction, relative, scale, tile_dim)
         return torch.clamp(x, -r, r).div_(r)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, input_range = ctx.saved_tensors
-        decay, min_fraction, relative, scale = ctx.options
-        r = input_range.view(-1, 1, 1)
+        decay, min_fraction, relative, scale, tile_dim = ctx.options
+        r = _broadcast_range(input_range, x.dim(), tile_dim)
+        others = [dim for dim in range(x.dim()) if dim != tile_dim]  # reduced per tile
         inside = x.abs() < r
         grad_x_units = grad / r  # gradient with respect to the clipped input
         grad_in = grad_x_units * inside
-        upper = (grad_x_units.clamp(max=0.0) * (x >= r)).sum(dim=(1, 2))
-        lower = (grad_x_units.clamp(min=0.0) * (x <= -r)).sum(dim=(1, 2))
+        upper = (grad_x_units.clamp(max=0.0) * (x >= r)).sum(dim=others)
+        lower = (grad_x_units.clamp(min=0.0) * (x <= -r)).sum(dim=others)
         grad_r = upper - lower
         grad_r = grad_r * (input_range * scale if relative else scale)
         if decay > 0:
-            fraction_inside = inside.float().mean(dim=(1, 2))
+            fraction_inside = inside.float().mean(dim=others)
             grad_r = grad_r + decay * input_range * (fraction_inside > min_fraction)
-        return grad_in, grad_r, None, None, None, None
+        return grad_in, grad_r, None, None, None, None, None
+
+
+def _broadcast_range(input_range: Tensor, dims: int, tile_dim: int) -> Tensor:
+    """``(tiles,)`` ranges shaped to broadcast over an input with the tile axis at tile_dim."""
+    shape = [1] * dims
+    shape[tile_dim] = -1
+    return input_range.view(shape)
 
 
 def _group_max(values: Tensor, index: Tensor, n_groups: int) -> Tensor:
@@ -135,7 +145,7 @@ class InputClippingWarning(UserWarning):
 #: :class:`InputClippingWarning` (checked on the first evaluation batches of each layer).
 CLIP_WARNING_FRACTION = 0.01
 #: Evaluation batches per layer on which the clipped fraction is checked.
-_CLIP_CHECK_BATCHES = 4
+CLIP_CHECK_BATCHES = 4
 #: Config groups a programming realisation depends on (see :meth:`set_extra_state`).
 _PROGRAMMING_GROUPS = ("mapping", "forward", "noise_model", "drift_compensation")
 
@@ -173,7 +183,7 @@ class AnalogLayerBase(nn.Module):
     _ideal: bool = False
     _input_observer: Callable[[Tensor], None] | None = None
     # Evaluation batches left on which the clipped input fraction is checked.
-    _clip_checks_left: int = _CLIP_CHECK_BATCHES
+    _clip_checks_left: int = CLIP_CHECK_BATCHES
 
     def _init_analog(
         self,
@@ -346,11 +356,33 @@ class AnalogLayerBase(nn.Module):
         x = x.reshape(batch, m.groups, m.tiles_in, m.rows).permute(1, 2, 0, 3)
         return x.reshape(m.n_stacked, batch, m.rows)
 
-    def _apply_input_range(self, x: Tensor) -> Tensor:
+    def _needs_patch_statistics(self) -> bool:
+        """True while the input range is set from data or its clipping is checked.
+
+        Both are statistics over the inputs as the tiles see them (unfolded patches for
+        convolutions), so convolutions take the unfolded path for these batches.
+        """
+        ranges = self.config.pre_post.input_range
+        if not ranges.enable:
+            return False
+        if self.training:
+            return bool(self.input_range_batches < ranges.init_from_data)
+        return self._clip_checks_left > 0 and int(self.input_range_batches) == 0
+
+    def _apply_input_range(self, x: Tensor, tile_dim: int = 0) -> Tensor:
+        """``clip(x, -r, r) / r`` per tile; the tiles are ``x``'s axis ``tile_dim``.
+
+        Args:
+            x: Tile inputs, ``(tiles, batch, rows)`` (the default ``tile_dim = 0``) or any
+                layout with one axis of tiles (only when :meth:`_needs_patch_statistics` is
+                False).
+            tile_dim: The axis of the tiles in ``x``.
+        """
         ranges = self.config.pre_post.input_range
         if not ranges.enable:
             return x
         if self.training and self.input_range_batches < ranges.init_from_data:
+            assert tile_dim == 0, "range statistics need the (tiles, batch, rows) layout"
             with torch.no_grad():  # running mean of init_std_alpha * std(x) per tile
                 k = float(self.input_range_batches)
                 std = x.detach().std(dim=(1, 2)).clamp(min=1e-6)
@@ -364,6 +396,7 @@ class AnalogLayerBase(nn.Module):
         # Ranges set from data (trained or calibrated) clip by choice: only the initial value
         # of a directly converted model is checked.
         if not self.training and self._clip_checks_left > 0 and int(self.input_range_batches) == 0:
+            assert tile_dim == 0, "the clipping check needs the (tiles, batch, rows) layout"
             self._check_input_clipping(x)
         decay = ranges.decay if self.training else 0.0
         out: Tensor = _InputRange.apply(
@@ -373,6 +406,7 @@ class AnalogLayerBase(nn.Module):
             ranges.input_min_percentage,
             ranges.gradient_relative,
             ranges.gradient_scale,
+            tile_dim,
         )
         return out
 
@@ -432,18 +466,8 @@ class AnalogLayerBase(nn.Module):
             scale = scale * self._gdc_alpha
         return scale
 
-    def analog_forward(self, x: Tensor) -> Tensor:
-        """Tiled analog MVM with the digital periphery, without bias.
-
-        Args:
-            x: ``(batch, groups, in)`` inputs of every matrix.
-
-        Returns:
-            ``(batch, groups * out)`` outputs.
-
-        Raises:
-            ValueError: If ``x`` holds NaN or infinite values, or its dtype is not the layer's.
-        """
+    def _check_input(self, x: Tensor) -> None:
+        """Refuse inputs with NaN or infinite values or of another dtype than the layer's."""
         # One pass: a non-finite sum flags NaN/inf (or an overflow, confirmed by the exact test).
         if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
             raise ValueError(
@@ -456,6 +480,20 @@ class AnalogLayerBase(nn.Module):
                 f"{self.weight.dtype}; cast the input (x.to({self.weight.dtype})) or the model "
                 "(model.to(dtype))."
             )
+
+    def analog_forward(self, x: Tensor) -> Tensor:
+        """Tiled analog MVM with the digital periphery, without bias.
+
+        Args:
+            x: ``(batch, groups, in)`` inputs of every matrix.
+
+        Returns:
+            ``(batch, groups * out)`` outputs.
+
+        Raises:
+            ValueError: If ``x`` holds NaN or infinite values, or its dtype is not the layer's.
+        """
+        self._check_input(x)
         if self._ideal:
             return self._ideal_forward(x)
         m = self.mapping

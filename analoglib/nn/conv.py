@@ -1,9 +1,23 @@
 """Analog 1-D and 2-D convolutions.
 
-Each convolution is computed as the matrix product of its unfolded input patches with the
-``(out, in_channels / groups * kernel)`` weight matrix of every group, which is exactly what a
-crossbar does per patch: the nonlinear parts of the tile model (converters, IR drop, noise) act
-per patch and output.
+A crossbar computes a convolution patch by patch: the ``(out, in_channels / groups * kernel)``
+weight matrix of every group multiplies each unfolded input patch, and the nonlinear parts of
+the tile model (converters, IR drop, noise) act per patch and output. Two paths compute this:
+
+- the **convolution path** (the default) runs every product of the tile model as a grouped
+  convolution whose kernels are the stacked tiles (:func:`~analoglib.tiles.tile.analog_conv`),
+  one convolution group per stacked tile; a tile whose rows start or end inside a channel's
+  kernel block sees the whole channels it touches, with zero kernel entries for the rows it does
+  not hold, and each tile keeps its own input range;
+- the **unfolded path** multiplies explicit patches with the tiles
+  (:func:`~analoglib.tiles.tile.analog_mvm`); it serves every forward that records gradients
+  (aihwkit's input-range gradient sums clipped inputs per patch entry, which a convolution's
+  gradient has already summed over), the batches whose statistics need the patches (input
+  ranges set from data, the input-clipping check), the exact forward of the post-training
+  optimisers, and the ``additive_constant`` weight noise.
+
+Both are the same model: equal without noise up to float rounding, equal in distribution with
+it (the noise is drawn in another order).
 
 References:
     ``docs/model.md#standard-model``, ``docs/aihwkit.md#torch-tile`` (convolutions by unfolding).
@@ -11,6 +25,8 @@ References:
 
 from __future__ import annotations
 
+import copy
+import math
 from typing import Any
 
 import torch
@@ -19,8 +35,59 @@ from torch import Tensor, nn
 
 from analoglib.config import PCMConfig
 from analoglib.nn.base import AnalogLayerBase
+from analoglib.tiles.mapper import TileMapping
+from analoglib.tiles.tile import TileKernels, analog_conv, tile_kernels
 
-__all__ = ["AnalogConv1d", "AnalogConv2d"]
+__all__ = ["AnalogConv1d", "AnalogConv2d", "conv_tile_layout"]
+
+
+def conv_tile_layout(mapping: TileMapping, kernel_numel: int) -> tuple[int, Tensor, Tensor]:
+    """How the stacked tiles of a convolution read input channels and hold kernel entries.
+
+    Input row ``c * kernel_numel + k`` of a group is kernel entry k of channel c. Input tile i
+    holds rows ``[start_i, start_i + n_i)``, so it reads the channels ``[c0_i, c1_i)`` that
+    touch them; every tile reads ``channels`` slots (the most any tile touches), padded with an
+    all-zero channel.
+
+    Args:
+        mapping: The layer's tile mapping (``in_features`` a multiple of ``kernel_numel``).
+        kernel_numel: Entries per channel kernel (``kh * kw``).
+
+    Returns:
+        ``channels``; the ``(groups * tiles_in * channels,)`` input-channel index into the
+        layer's channels followed by one zero channel (index ``groups * in_channels``); the
+        ``(tiles_in, channels * kernel_numel)`` index of every kernel entry into the tile's rows
+        followed by one zero row (index ``rows``).
+    """
+    k = kernel_numel
+    group_channels = mapping.in_features // k
+    starts = [sum(mapping.in_sizes[:i]) for i in range(mapping.tiles_in)]
+    first = [start // k for start in starts]
+    last = [math.ceil((start + n) / k) for start, n in zip(starts, mapping.in_sizes, strict=True)]
+    channels = max(c1 - c0 for c0, c1 in zip(first, last, strict=True))
+    zero_channel = mapping.groups * group_channels
+    slot = torch.arange(channels)
+    channel_index = torch.stack(
+        [
+            torch.where(
+                c0 + slot < c1, g * group_channels + c0 + slot, torch.full_like(slot, zero_channel)
+            )
+            for g in range(mapping.groups)
+            for c0, c1 in zip(first, last, strict=True)
+        ]
+    ).reshape(-1)
+    position = torch.arange(channels * k)
+    row_index = torch.stack(
+        [
+            torch.where(
+                (position >= start - c0 * k) & (position < start - c0 * k + n),
+                position - (start - c0 * k),
+                torch.full_like(position, mapping.rows),
+            )
+            for start, n, c0 in zip(starts, mapping.in_sizes, first, strict=True)
+        ]
+    )
+    return channels, channel_index, row_index
 
 
 class _AnalogConvNd(AnalogLayerBase):
@@ -52,8 +119,35 @@ class _AnalogConvNd(AnalogLayerBase):
         layer.padding_mode = module.padding_mode
         layer.groups = module.groups
         layer._init_analog(module.weight, module.bias, config, groups=module.groups)
+        layer._init_conv_layout()
         layer.train(module.training)
         return layer
+
+    def _init_conv_layout(self) -> None:
+        """Index buffers of the convolution path (:func:`conv_tile_layout`).
+
+        Identity indices are left out: the input is then a view and the tiles are the kernels
+        as they lie.
+        """
+        m = self.mapping
+        device = self.weight.device
+        channels, channel_index, row_index = conv_tile_layout(m, math.prod(self.kernel_size))
+        self._conv_channels = channels
+        identity_channels = torch.equal(channel_index, torch.arange(channel_index.numel()))
+        identity_rows = channels * math.prod(self.kernel_size) == m.rows and torch.equal(
+            row_index, torch.arange(m.rows).expand_as(row_index)
+        )
+        self.register_buffer(
+            "_conv_channel_index",
+            None if identity_channels else channel_index.to(device),
+            persistent=False,
+        )
+        self.register_buffer(
+            "_conv_row_index",
+            None if identity_rows else row_index.repeat(m.groups, 1).to(device),
+            persistent=False,
+        )  # (tiles, channels * kernel) when present
+        self._kernel_cache: tuple[Tensor, int, Any, TileKernels] | None = None
 
     def to_digital(self) -> nn.Module:
         """Equivalent digital convolution with the reference (unprogrammed) weights."""
@@ -99,6 +193,119 @@ class _AnalogConvNd(AnalogLayerBase):
                 f"{type(self).__name__}: expected input (batch, {self.in_channels}, "
                 f"{'L' if self._spatial == 1 else 'H, W'}), got {tuple(x.shape)}."
             )
+        y = self._unfolded_forward(x) if self._needs_unfolding(x) else self._conv_forward(x)
+        return y.squeeze(0) if unbatched else y
+
+    def _needs_unfolding(self, x: Tensor) -> bool:
+        """True for the forwards the convolution path does not serve (see the module doc)."""
+        forward = self.config.forward
+        recorded = torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+        return (
+            recorded
+            or self._ideal
+            or (forward.w_noise > 0 and forward.w_noise_type != "pcm_read")
+            or self._needs_patch_statistics()
+        )
+
+    def _kernels(self, tiles: Tensor) -> TileKernels:
+        """The ``(tiles, out, rows)`` tiles as kernels ``(tiles * out, channels, kh, kw)``.
+
+        Cached while the tiles are the programmed weights at one inference time.
+        """
+        forward = self.config.forward
+        cache = self._kernel_cache
+        if cache is not None and cache[0] is tiles and cache[1] == tiles._version:
+            if cache[2] == forward:
+                return cache[3]
+        kernel = (1, *self.kernel_size) if self._spatial == 1 else self.kernel_size
+
+        def as_kernel(values: Tensor) -> Tensor:
+            if self._conv_row_index is not None:
+                index = self._conv_row_index.unsqueeze(1).expand(-1, values.shape[1], -1)
+                values = F.pad(values, (0, 1)).gather(2, index)  # (tiles, out, channels * k)
+            return values.reshape(-1, self._conv_channels, *kernel)
+
+        ir_weighted = None
+        if forward.ir_drop > 0 and not forward.is_perfect:
+            ir_weighted = as_kernel(tiles * self._ir_weighting)
+        kernels = tile_kernels(as_kernel(tiles), ir_weighted, forward)
+        programmed = tiles is self._weight_t
+        self._kernel_cache = (
+            (tiles, tiles._version, copy.copy(forward), kernels) if programmed else None
+        )
+        return kernels
+
+    @torch.no_grad()
+    def _conv_forward(self, x: Tensor) -> Tensor:
+        """The convolution path: ``(batch, C, *spatial)`` -> ``(batch, out, *spatial_out)``."""
+        self._check_input(x)
+        pads = self._explicit_padding()
+        conv_padding = (0, 0)
+        symmetric = all(pads[i] == pads[i + 1] for i in range(0, len(pads), 2))
+        if self.padding_mode == "zeros" and symmetric:  # zero inputs stay zero through the DAC
+            conv_padding = (0, pads[0]) if self._spatial == 1 else (pads[2], pads[0])
+        elif any(pads):
+            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+            x = F.pad(x, pads, mode=mode)
+        if self._spatial == 1:  # treat (batch, C, L) as (batch, C, 1, L)
+            x = x.unsqueeze(2)
+            stride, dilation = (1, *self.stride), (1, *self.dilation)
+        else:
+            stride, dilation = self.stride, self.dilation
+        # Channels-last is the layout oneDNN and cuDNN convolve fastest; the outputs keep it.
+        x = x.contiguous(memory_format=torch.channels_last)
+        generator = self._forward_generator(x.device)
+        kernels = self._kernels(self._current_tiles(generator))
+        scale = self._periphery_scale()[None, :, :, None, None]  # (1, tiles, out, 1, 1)
+
+        return self._conv_block(x, kernels, scale, stride, conv_padding, dilation, generator)
+
+    def _conv_block(
+        self,
+        x: Tensor,
+        kernels: TileKernels,
+        scale: Tensor,
+        stride: tuple[int, ...],
+        padding: tuple[int, int],
+        dilation: tuple[int, ...],
+        generator: torch.Generator,
+    ) -> Tensor:
+        """Tile inputs, tile convolutions and digital periphery of padded channels-last input."""
+        m = self.mapping
+        batch, _, height, width = x.shape
+        if self._conv_channel_index is not None:  # (batch, tiles * channels, H, W)
+            x = F.pad(x, (0, 0, 0, 0, 0, 1)).index_select(1, self._conv_channel_index)
+        x = x.reshape(batch, m.n_stacked, self._conv_channels, height, width)
+        x_tiles = self._apply_input_range(x, tile_dim=1)
+        if x_tiles is x:  # no input range: keep the caller's tensor intact
+            x_tiles = x.clone()
+        z = analog_conv(
+            x_tiles.view(batch, -1, height, width),
+            kernels,
+            self.config.forward,
+            tiles=m.n_stacked,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            ir_scale=self._ir_scale.view(1, -1, 1, 1, 1),
+            generator=generator,
+        )  # (batch, tiles, out, H_out, W_out)
+        z.mul_(scale)
+        # Digital sum over the input tiles, in the memory order of channels-last (reducing the
+        # tile axis of the 5-D view directly is several times slower).
+        out_size = z.shape[3:]
+        z = z.permute(0, 3, 4, 1, 2)  # (batch, H_out, W_out, tiles, out)
+        if m.tiles_in > 1:
+            z = z.reshape(batch, *out_size, m.groups, m.tiles_in, m.out_features).sum(dim=4)
+        y = z.reshape(batch, *out_size, self.out_channels).permute(0, 3, 1, 2)
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y.squeeze(2) if self._spatial == 1 else y
+
+    def _unfolded_forward(self, x: Tensor) -> Tensor:
+        """The unfolded path: patches times tiles (:meth:`analog_forward`)."""
         pads = self._explicit_padding()
         if any(pads):
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
@@ -127,8 +334,7 @@ class _AnalogConvNd(AnalogLayerBase):
             if self._spatial == 1
             else (batch, self.out_channels, out_h, out_w)
         )
-        y = y.reshape(shape)
-        return y.squeeze(0) if unbatched else y
+        return y.reshape(shape)
 
     def extra_repr(self) -> str:
         return (

@@ -18,15 +18,19 @@ References:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from analoglib.config import ForwardParameters, quantization_step
 from analoglib.random import normal
 
 __all__ = [
+    "TileKernels",
+    "analog_conv",
     "analog_mvm",
     "correction_dtype",
     "ir_drop_row_weighting",
@@ -34,6 +38,7 @@ __all__ = [
     "quantize",
     "s_nonlinearity",
     "set_correction_dtype",
+    "tile_kernels",
 ]
 
 # IR-drop polynomial c(a) = a * (a * (0.05 a - 0.2) + 0.5) (``docs/model.md#ir-drop``).
@@ -191,7 +196,8 @@ def _finish(
 ) -> Tensor:
     """IR drop, read noise, nonlinearity, output noise and ADC on the products (in place on z).
 
-    The correction products may be bfloat16: each is converted once into z's dtype.
+    The correction products may be bfloat16: each is converted once into z's dtype (operations
+    on mixed dtypes would convert on every use).
     """
     if forward.ir_drop > 0:
         assert abs_x_prod is not None and z_ir is not None and ir_scale is not None
@@ -354,3 +360,115 @@ def analog_mvm(
         return out
     with torch.no_grad():
         return _mvm_forward(x, weight, forward, ir_weighting, ir_scale, generator)
+
+
+@dataclass(frozen=True)
+class TileKernels:
+    """Convolution kernels of stacked tiles (see :func:`tile_kernels`).
+
+    Attributes:
+        weight: ``(tiles * out, channels, kh, kw)`` normalised weights W in the weights' dtype
+            (may require gradients).
+        ir_weighted: W times the IR-drop row weighting, in the correction dtype (or ``None``).
+        magnitude: ``|W|`` in the correction dtype (or ``None`` when no correction needs it).
+    """
+
+    weight: Tensor
+    ir_weighted: Tensor | None
+    magnitude: Tensor | None
+
+
+def tile_kernels(
+    weight: Tensor, ir_weighted: Tensor | None, forward: ForwardParameters
+) -> TileKernels:
+    """The kernels :func:`analog_conv` needs for ``forward``.
+
+    Args:
+        weight: ``(tiles * out, channels, kh, kw)`` normalised tile weights as kernels (detached).
+        ir_weighted: The same kernels times the IR-drop row weighting; required when
+            ``forward.ir_drop > 0``.
+        forward: The ``forward`` config group.
+    """
+    if forward.is_perfect:
+        return TileKernels(weight, None, None)
+    use_ir = forward.ir_drop > 0
+    pcm_read = forward.w_noise > 0 and forward.w_noise_type == "pcm_read"
+    if forward.w_noise > 0 and not pcm_read:
+        raise ValueError(
+            f"forward.w_noise_type = {forward.w_noise_type!r} is not supported by analog_conv: "
+            "expected 'pcm_read' (use the unfolded analog_mvm path)."
+        )
+    if use_ir and ir_weighted is None:
+        raise ValueError("tile_kernels needs ir_weighted when forward.ir_drop > 0.")
+    with torch.no_grad():
+        dtype = correction_dtype(weight)
+        ir = ir_weighted.detach().to(dtype) if use_ir and ir_weighted is not None else None
+        magnitude = weight.detach().to(dtype).abs() if use_ir or pcm_read else None
+    return TileKernels(weight, ir, magnitude)
+
+
+@torch.no_grad()
+def analog_conv(
+    x: Tensor,
+    kernels: TileKernels,
+    forward: ForwardParameters,
+    *,
+    tiles: int,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    ir_scale: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Convolutions of stacked crossbar tiles with the configured nonidealities.
+
+    Every output pixel of a convolution is the MVM of one unfolded input patch, so the tile
+    model can run on convolution kernels instead of unfolded patches: the DAC acts elementwise
+    (it commutes with unfolding; zero padding stays zero) and the four products of
+    :func:`analog_mvm` (``W x``, ``W x'``, ``|W||x|``, ``|W| x^2``) are convolutions whose kernels
+    carry the row weighting and the absolute values. IR drop, noise and ADC then act per output
+    pixel exactly as per MVM output. Equal in distribution to :func:`analog_mvm` on the unfolded
+    patches (the noise is drawn in another order). Forward only (no gradient): in training the
+    layers use :func:`analog_mvm`, whose input-range gradient is defined per patch entry.
+
+    Args:
+        x: ``(batch, tiles * channels, H, W)`` normalised inputs of every stacked tile (after
+            the digital input range); overwritten.
+        kernels: The tiles as kernels (:func:`tile_kernels`).
+        forward: The ``forward`` config group (``w_noise_type`` 'pcm_read').
+        tiles: Number of stacked tiles (the convolution groups).
+        stride: Convolution stride.
+        padding: Zero padding on each side.
+        dilation: Convolution dilation.
+        ir_scale: ``(1, tiles, 1, 1, 1)`` factor ``n / ir_drop_g_ratio``.
+        generator: Source of the read and output noise.
+
+    Returns:
+        ``(batch, tiles, out, H_out, W_out)`` ADC outputs in normalised units.
+
+    References:
+        ``docs/model.md#forward-order``, ``docs/model.md#tile-forward``.
+    """
+    options: dict[str, Any] = {
+        "stride": stride,
+        "padding": padding,
+        "dilation": dilation,
+        "groups": tiles,
+    }
+    if forward.is_perfect:
+        z = F.conv2d(x, kernels.weight, **options)
+        return z.view(z.shape[0], tiles, -1, *z.shape[2:])
+    if forward.ir_drop > 0 and ir_scale is None:
+        raise ValueError("analog_conv needs ir_scale when forward.ir_drop > 0.")
+    x = quantize(x, quantization_step(forward.inp_res, forward.inp_bound), forward.inp_bound)
+    z = F.conv2d(x, kernels.weight, **options)  # (batch, tiles * out, H_out, W_out)
+    shape = (z.shape[0], tiles, -1, *z.shape[2:])  # (batch, tiles, out, H_out, W_out)
+    z_ir = abs_x_prod = x2_prod = None
+    if kernels.magnitude is not None:
+        x_c = x.to(kernels.magnitude.dtype)  # x itself when the dtypes agree
+        if kernels.ir_weighted is not None:
+            z_ir = F.conv2d(x_c, kernels.ir_weighted, **options).view(shape)
+            abs_x_prod = F.conv2d(x_c.abs(), kernels.magnitude, **options).view(shape)
+        if forward.w_noise > 0:
+            x2_prod = F.conv2d(x_c * x_c, kernels.magnitude, **options).view(shape)
+    return _finish(z.view(shape), z_ir, abs_x_prod, x2_prod, None, forward, ir_scale, generator)
