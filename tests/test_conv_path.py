@@ -129,16 +129,65 @@ def test_dac_and_ir_drop_equal_between_paths(layout: dict[str, Any]) -> None:
     assert conv.abs().max() > 0
 
 
-def test_forwards_recording_gradients_take_the_unfolded_path() -> None:
-    """Training keeps aihwkit's input-range gradient, a sum over patch entries."""
-    layer = _calibrated(_layer(LAYOUTS[0], _deterministic())).eval()
+@pytest.mark.usefixtures("float32_corrections")
+@pytest.mark.parametrize("decay", [0.0, 0.01])
+@pytest.mark.parametrize("layout", LAYOUTS[:7], ids=_ids(LAYOUTS[:7]))
+def test_training_gradients_equal_between_paths(layout: dict[str, Any], decay: float) -> None:
+    """Straight-through gradients of input, weights, input ranges and output scales.
+
+    The input-range gradient sums clipped inputs per patch entry (aihwkit's rule); ranges of
+    1.5 clip about a third of the inputs, ranges of 4 almost none, which switches the decay
+    term on. The ADC clips some outputs (no gradient there).
+    """
+    for value in (1.5, 4.0):
+        grads = []
+        for path in ("_conv_forward", "_unfolded_forward"):
+            config = _deterministic()
+            config.forward.out_bound, config.forward.out_res = 3.0, 254
+            config.pre_post.input_range.decay = decay
+            layer = _calibrated(_layer(layout, config), value=value).train()
+            torch.manual_seed(5)
+            x = (1.2 * torch.randn(3, layout["in_channels"], 8, 9)).requires_grad_()
+            torch.manual_seed(1)
+            target = torch.randn_like(layer.to_digital()(x))
+            output = getattr(layer, path)(x)
+            ((output - target) ** 2).sum().backward()
+            grads.append([output, x.grad, layer.weight.grad, layer.input_range.grad])
+            grads[-1].append(layer.out_scales.grad)
+        for conv, unfolded in zip(*grads, strict=True):
+            assert_close(conv, unfolded, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS[:7], ids=_ids(LAYOUTS[:7]))
+def test_range_initialisation_equal_between_paths(layout: dict[str, Any]) -> None:
+    """Ranges set from data use the standard deviation over patch entries in both paths."""
+    ranges = []
+    for path in ("_conv_forward", "_unfolded_forward"):
+        layer = _layer(layout, standard_hwa_2023()).train()
+        torch.manual_seed(2)
+        for _ in range(3):
+            getattr(layer, path)(torch.randn(3, layout["in_channels"], 8, 9) + 0.5)
+        assert int(layer.input_range_batches) == 3
+        ranges.append(layer.input_range.detach().clone())
+    assert_close(ranges[0], ranges[1], rtol=1e-5, atol=1e-6)
+
+
+def test_forward_paths() -> None:
+    """Which forwards take the unfolded path."""
     x = torch.randn(2, 16, 6, 7)
-    assert layer._needs_unfolding(x)  # the weights are parameters
+    layer = _layer(LAYOUTS[0], standard_hwa_2023()).train()
+    assert not layer._needs_unfolding(x)  # training, ranges set from data included
+    straddling = _layer(LAYOUTS[7], standard_hwa_2023()).train()
+    assert straddling._needs_unfolding(torch.randn(2, 10, 6, 7))
     with torch.no_grad():
-        assert not layer._needs_unfolding(x)
-    layer.requires_grad_(False)
+        straddling.input_range_batches.fill_(100)
+        assert not straddling._needs_unfolding(torch.randn(2, 10, 6, 7))
+    layer.eval()
+    assert layer._needs_unfolding(x)  # the clipping check of a directly converted model
+    layer._clip_checks_left = 0
     assert not layer._needs_unfolding(x)
-    assert layer._needs_unfolding(x.requires_grad_())
+    layer.set_ideal_forward(True)
+    assert layer._needs_unfolding(x)  # the exact forward of post-training calibration
 
 
 def _programmed(layout: dict[str, Any]) -> nn.Module:
@@ -207,22 +256,6 @@ def test_noisy_paths_share_the_adc_grid(layout: dict[str, Any]) -> None:
             assert float(y.abs().max()) <= tiles_in * config.forward.out_bound + 1e-6
             if tiles_in == 1:
                 assert float(y.abs().max()) == pytest.approx(config.forward.out_bound)
-
-
-def test_statistics_batches_take_the_unfolded_path() -> None:
-    """Input ranges set from data and the clipping check see the patches as the tiles do."""
-    layer = _layer(LAYOUTS[0], standard_hwa_2023()).train().requires_grad_(False)
-    x = torch.randn(2, 16, 6, 7)
-    assert layer._needs_unfolding(x)  # ranges not yet set from data
-    layer.input_range_batches.fill_(layer.config.pre_post.input_range.init_from_data)
-    assert not layer._needs_unfolding(x)
-    layer.eval()
-    layer.input_range_batches.fill_(0)
-    assert layer._needs_unfolding(x)  # the clipping check of a directly converted model
-    layer._clip_checks_left = 0
-    assert not layer._needs_unfolding(x)
-    layer.set_ideal_forward(True)
-    assert layer._needs_unfolding(x)  # the exact forward of post-training calibration
 
 
 def test_programmed_kernels_are_cached_until_drift() -> None:

@@ -384,9 +384,12 @@ def test_normalized_accuracy_table() -> None:
 
 
 def test_short_hwa_run_beats_direct_mapping_on_the_smoke_cnn(cache: Path) -> None:
-    """The smoke HWA run (2 x 15 steps) raises A*_1h above the calibrated direct mapping.
+    """The smoke HWA run (2 x 15 steps) beats the calibrated direct mapping after a month.
 
-    ResNet-8 on the 8x8 digits; 450 test images, so one image is 0.26 points of A*.
+    ResNet-8 on the 8x8 digits; 450 test images, so one image is 0.26 points of A*. After
+    1 h the direct mapping of this small model is within about 1 point of the FP model (its
+    value moves by half a point with the noise draws), so the comparison is made after a month
+    of drift (HWA about 2 points ahead), averaged over 4 programmings.
     """
     workload = al.workloads.load_workload("cnn", "smoke")
     recipe, config, sizes = hwa_study.hwa_recipe("cnn", "smoke")
@@ -402,7 +405,7 @@ def test_short_hwa_run_beats_direct_mapping_on_the_smoke_cnn(cache: Path) -> Non
     a_star = {}
     for name, model in (("direct", direct), ("hwa", hwa_model)):
         table = al.evaluate(
-            model, workload.evaluate, [3600.0], 2, seed=0, drift_compensation=True, progress=False
+            model, workload.evaluate, [2.6e6], 4, seed=0, drift_compensation=True, progress=False
         )
         a_star[name] = workload.normalized_accuracy(table["error"].mean(), fp_error)
     assert a_star["hwa"] > a_star["direct"] + 0.005, a_star

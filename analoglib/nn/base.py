@@ -356,52 +356,62 @@ class AnalogLayerBase(nn.Module):
         x = x.reshape(batch, m.groups, m.tiles_in, m.rows).permute(1, 2, 0, 3)
         return x.reshape(m.n_stacked, batch, m.rows)
 
-    def _needs_patch_statistics(self) -> bool:
-        """True while the input range is set from data or its clipping is checked.
-
-        Both are statistics over the inputs as the tiles see them (unfolded patches for
-        convolutions), so convolutions take the unfolded path for these batches.
-        """
+    def _initialising_ranges(self) -> bool:
+        """True while the input ranges are set from the data of the training batches."""
         ranges = self.config.pre_post.input_range
-        if not ranges.enable:
-            return False
-        if self.training:
-            return bool(self.input_range_batches < ranges.init_from_data)
-        return self._clip_checks_left > 0 and int(self.input_range_batches) == 0
+        return (
+            ranges.enable
+            and self.training
+            and bool(self.input_range_batches < ranges.init_from_data)
+        )
 
-    def _apply_input_range(self, x: Tensor, tile_dim: int = 0) -> Tensor:
+    def _checking_clipping(self) -> bool:
+        """True while the input clipping of a directly converted model is checked."""
+        return (
+            self.config.pre_post.input_range.enable
+            and not self.training
+            and self._clip_checks_left > 0
+            and int(self.input_range_batches) == 0
+        )
+
+    def _update_ranges_from_data(self, std: Tensor) -> None:
+        """Running mean of ``init_std_alpha * std`` per tile, ``std``: ``(tiles,)``."""
+        ranges = self.config.pre_post.input_range
+        with torch.no_grad():
+            k = float(self.input_range_batches)
+            std = std.clamp(min=1e-6)
+            # Out of place, swapped in through .data (as aihwkit does): an in-place update
+            # would bump the version of r saved for backward by an earlier call of this layer
+            # in the same forward (RNN cells, shared layers) and break backward.
+            self.input_range.data = (self.input_range * k + ranges.init_std_alpha * std) / (k + 1)
+            self.input_range_batches += 1
+
+    def _apply_input_range(
+        self, x: Tensor, tile_dim: int = 0, range_gradient: bool = True
+    ) -> Tensor:
         """``clip(x, -r, r) / r`` per tile; the tiles are ``x``'s axis ``tile_dim``.
 
         Args:
             x: Tile inputs, ``(tiles, batch, rows)`` (the default ``tile_dim = 0``) or any
-                layout with one axis of tiles (only when :meth:`_needs_patch_statistics` is
-                False).
+                layout with one axis of tiles, whose caller then sets the ranges from data and
+                checks the clipping itself.
             tile_dim: The axis of the tiles in ``x``.
+            range_gradient: False when the caller computes the range gradient itself (the
+                convolution path, whose inputs are pixels rather than patch entries).
         """
         ranges = self.config.pre_post.input_range
         if not ranges.enable:
             return x
-        if self.training and self.input_range_batches < ranges.init_from_data:
-            assert tile_dim == 0, "range statistics need the (tiles, batch, rows) layout"
-            with torch.no_grad():  # running mean of init_std_alpha * std(x) per tile
-                k = float(self.input_range_batches)
-                std = x.detach().std(dim=(1, 2)).clamp(min=1e-6)
-                # Out of place, swapped in through .data (as aihwkit does): an in-place update
-                # would bump the version of r saved for backward by an earlier call of this layer
-                # in the same forward (RNN cells, shared layers) and break backward.
-                self.input_range.data = (self.input_range * k + ranges.init_std_alpha * std) / (
-                    k + 1
-                )
-                self.input_range_batches += 1
+        if tile_dim == 0 and self._initialising_ranges():
+            self._update_ranges_from_data(x.detach().std(dim=(1, 2)))
         # Ranges set from data (trained or calibrated) clip by choice: only the initial value
         # of a directly converted model is checked.
-        if not self.training and self._clip_checks_left > 0 and int(self.input_range_batches) == 0:
-            assert tile_dim == 0, "the clipping check needs the (tiles, batch, rows) layout"
+        if tile_dim == 0 and self._checking_clipping():
             self._check_input_clipping(x)
         decay = ranges.decay if self.training else 0.0
         out: Tensor = _InputRange.apply(
             x,
-            self.input_range,
+            self.input_range if range_gradient else self.input_range.detach(),
             decay,
             ranges.input_min_percentage,
             ranges.gradient_relative,

@@ -10,11 +10,15 @@ the tile model (converters, IR drop, noise) act per patch and output. Two paths 
   kernel block sees the whole channels it touches, with zero kernel entries for the rows it does
   not hold, and each tile keeps its own input range;
 - the **unfolded path** multiplies explicit patches with the tiles
-  (:func:`~analoglib.tiles.tile.analog_mvm`); it serves every forward that records gradients
-  (aihwkit's input-range gradient sums clipped inputs per patch entry, which a convolution's
-  gradient has already summed over), the batches whose statistics need the patches (input
-  ranges set from data, the input-clipping check), the exact forward of the post-training
-  optimisers, and the ``additive_constant`` weight noise.
+  (:func:`~analoglib.tiles.tile.analog_mvm`); it serves the input-clipping check of the first
+  evaluation batches, the exact forward of the post-training optimisers, the
+  ``additive_constant`` weight noise, and training (gradients, input ranges set from data) of
+  layers whose tiles begin or end inside a channel's kernel block.
+
+Training on the convolution path keeps aihwkit's input-range gradient, which sums the clipped
+inputs' gradients per patch entry (not per pixel), and the range initialisation's standard
+deviation over patch entries: both are computed one kernel position at a time from strided
+views of the padded input.
 
 Both are the same model: equal without noise up to float rounding, equal in distribution with
 it (the noise is drawn in another order).
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -36,7 +41,7 @@ from torch import Tensor, nn
 from analoglib.config import PCMConfig
 from analoglib.nn.base import AnalogLayerBase
 from analoglib.tiles.mapper import TileMapping
-from analoglib.tiles.tile import TileKernels, analog_conv, tile_kernels
+from analoglib.tiles.tile import TileKernels, analog_conv, gradient_mask, tile_kernels
 
 __all__ = ["AnalogConv1d", "AnalogConv2d", "conv_tile_layout"]
 
@@ -88,6 +93,123 @@ def conv_tile_layout(mapping: TileMapping, kernel_numel: int) -> tuple[int, Tens
         ]
     )
     return channels, channel_index, row_index
+
+
+def _patch_entries(
+    x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> Iterator[tuple[int, int, Tensor]]:
+    """Entry ``(i, j)`` of every patch: ``(i, j, view (..., H_out, W_out))`` of padded ``x``."""
+    height, width = x.shape[-2:]
+    out_h = (height - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    out_w = (width - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            top, left = i * dilation[0], j * dilation[1]
+            yield (
+                i,
+                j,
+                x[
+                    ...,
+                    top : top + (out_h - 1) * stride[0] + 1 : stride[0],
+                    left : left + (out_w - 1) * stride[1] + 1 : stride[1],
+                ],
+            )
+
+
+def _patch_counts(
+    x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> Tensor:
+    """How many patch entries every pixel of ``x`` (``(..., H, W)``, padded) is: ``(H, W)``."""
+    counts = x.new_zeros(x.shape[-2:], dtype=torch.float64)
+    for _, _, entry in _patch_entries(counts, kernel, stride, dilation):
+        entry += 1.0  # a strided view into counts
+    return counts
+
+
+def _patch_entry_std(
+    x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> Tensor:
+    """Standard deviation per tile of all patch entries of ``x`` (as of the unfolded patches).
+
+    Each pixel counts as often as it is a patch entry.
+
+    Args:
+        x: ``(batch, tiles, channels, H, W)`` padded inputs.
+        kernel: Kernel size ``(kh, kw)``.
+        stride: Convolution stride.
+        dilation: Convolution dilation.
+
+    Returns:
+        ``(tiles,)`` sample standard deviations (denominator N - 1, as ``torch.std``).
+    """
+    counts = _patch_counts(x, kernel, stride, dilation)  # (H, W)
+    values = x.double()
+    weighted = values * counts
+    total = weighted.sum(dim=(0, 2, 3, 4))
+    squares = (weighted * values).sum(dim=(0, 2, 3, 4))
+    n = float(counts.sum()) * x.shape[0] * x.shape[2]
+    variance = (squares - total * total / n) / max(n - 1.0, 1.0)
+    return variance.clamp(min=0.0).sqrt().to(x.dtype)
+
+
+class _PatchRangeGradient(torch.autograd.Function):
+    """Identity on the tile outputs that adds aihwkit's input-range gradient per patch entry.
+
+    The range gradient sums, per tile, the negative gradients of the inputs clipped at +r and
+    the positive ones of those clipped at -r, entry by entry of every unfolded patch (and the
+    decay term counts the entries inside the range). A convolution's input gradient has summed
+    each pixel's entries already, so this computes the entries' gradients from the output
+    gradient, one kernel position at a time, where any input clips
+    (``docs/model.md#input-ranges``).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        z: Tensor,
+        input_range: Tensor,
+        x: Tensor,
+        weight: Tensor,
+        mask: Tensor | None,
+        geometry: tuple[tuple[int, int], tuple[int, int], tuple[int, int]],
+        options: tuple[float, float, bool, float],
+    ) -> Tensor:
+        # x: (batch, tiles, channels, H, W) padded raw inputs; weight: (tiles, out, channels,
+        # kh, kw) the tiles' weights as used in the forward.
+        decay = options[0]
+        r = input_range.view(1, -1, 1, 1, 1)
+        # +1 where an input clips at +r, -1 at -r, else 0: min(g * side, 0) is then the
+        # upper-minus-lower term of every entry.
+        side = (x >= r).to(x.dtype) - (x <= -r).to(x.dtype)
+        ctx.save_for_backward(side, weight, input_range, mask)
+        ctx.geometry, ctx.options = geometry, options
+        ctx.fraction_inside = None
+        if decay > 0:
+            counts = _patch_counts(x, *geometry).to(x.dtype)  # (H, W)
+            inside = ((x.abs() < r) * counts).sum(dim=(0, 2, 3, 4))
+            ctx.fraction_inside = inside / (float(counts.sum()) * x.shape[0] * x.shape[2])
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        side, weight, input_range, mask = ctx.saved_tensors
+        decay, min_fraction, relative, scale = ctx.options
+        tiles, batch = side.shape[1], side.shape[0]
+        clipped = input_range.new_zeros(input_range.shape)
+        if bool(side.any()):
+            g = grad if mask is None else grad * mask  # (batch, tiles, out, H_out, W_out)
+            out_h, out_w = g.shape[-2:]
+            # (tiles, batch * H_out * W_out, out): one matrix product per kernel position.
+            g = g.permute(1, 0, 3, 4, 2).reshape(tiles, -1, g.shape[2])
+            for i, j, entry in _patch_entries(side.transpose(0, 1), *ctx.geometry):
+                # Gradient of entry (i, j) of every channel: (tiles, batch, channels, Ho, Wo).
+                entry_grad = torch.bmm(g, weight[..., i, j]).view(tiles, batch, out_h, out_w, -1)
+                term = entry_grad.permute(0, 1, 4, 2, 3) * entry
+                clipped = clipped + term.clamp_(max=0.0).sum(dim=(1, 2, 3, 4))
+        grad_r = clipped / input_range * (input_range * scale if relative else scale)
+        if ctx.fraction_inside is not None:
+            grad_r = grad_r + decay * input_range * (ctx.fraction_inside > min_fraction)
+        return grad, grad_r, None, None, None, None, None
 
 
 class _AnalogConvNd(AnalogLayerBase):
@@ -202,11 +324,14 @@ class _AnalogConvNd(AnalogLayerBase):
         recorded = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         )
+        # Range gradients and range statistics need each tile's rows to be whole channel
+        # kernels: the patch entries of a tile are then exactly its rows.
+        whole_channels = self._conv_row_index is None and not self.mapping.is_padded
         return (
-            recorded
+            ((recorded or self._initialising_ranges()) and not whole_channels)
             or self._ideal
             or (forward.w_noise > 0 and forward.w_noise_type != "pcm_read")
-            or self._needs_patch_statistics()
+            or self._checking_clipping()
         )
 
     def _kernels(self, tiles: Tensor) -> TileKernels:
@@ -229,7 +354,8 @@ class _AnalogConvNd(AnalogLayerBase):
 
         ir_weighted = None
         if forward.ir_drop > 0 and not forward.is_perfect:
-            ir_weighted = as_kernel(tiles * self._ir_weighting)
+            with torch.no_grad():  # a noise amplitude: no gradient
+                ir_weighted = as_kernel(tiles * self._ir_weighting)
         kernels = tile_kernels(as_kernel(tiles), ir_weighted, forward)
         programmed = tiles is self._weight_t
         self._kernel_cache = (
@@ -237,14 +363,19 @@ class _AnalogConvNd(AnalogLayerBase):
         )
         return kernels
 
-    @torch.no_grad()
     def _conv_forward(self, x: Tensor) -> Tensor:
         """The convolution path: ``(batch, C, *spatial)`` -> ``(batch, out, *spatial_out)``."""
         self._check_input(x)
+        recorded = torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
         pads = self._explicit_padding()
         conv_padding = (0, 0)
         symmetric = all(pads[i] == pads[i + 1] for i in range(0, len(pads), 2))
-        if self.padding_mode == "zeros" and symmetric:  # zero inputs stay zero through the DAC
+        # Zero inputs stay zero through the DAC, so the convolution may pad, except where the
+        # range gradient or the range statistics read the padded patches.
+        entry_statistics = recorded or self._initialising_ranges()
+        if self.padding_mode == "zeros" and symmetric and not entry_statistics:
             conv_padding = (0, pads[0]) if self._spatial == 1 else (pads[2], pads[0])
         elif any(pads):
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
@@ -259,8 +390,9 @@ class _AnalogConvNd(AnalogLayerBase):
         generator = self._forward_generator(x.device)
         kernels = self._kernels(self._current_tiles(generator))
         scale = self._periphery_scale()[None, :, :, None, None]  # (1, tiles, out, 1, 1)
-
-        return self._conv_block(x, kernels, scale, stride, conv_padding, dilation, generator)
+        return self._conv_block(
+            x, kernels, scale, stride, conv_padding, dilation, generator, recorded
+        )
 
     def _conv_block(
         self,
@@ -271,6 +403,7 @@ class _AnalogConvNd(AnalogLayerBase):
         padding: tuple[int, int],
         dilation: tuple[int, ...],
         generator: torch.Generator,
+        recorded: bool,
     ) -> Tensor:
         """Tile inputs, tile convolutions and digital periphery of padded channels-last input."""
         m = self.mapping
@@ -278,7 +411,13 @@ class _AnalogConvNd(AnalogLayerBase):
         if self._conv_channel_index is not None:  # (batch, tiles * channels, H, W)
             x = F.pad(x, (0, 0, 0, 0, 0, 1)).index_select(1, self._conv_channel_index)
         x = x.reshape(batch, m.n_stacked, self._conv_channels, height, width)
-        x_tiles = self._apply_input_range(x, tile_dim=1)
+        ranges = self.config.pre_post.input_range
+        kernel = (1, *self.kernel_size) if self._spatial == 1 else self.kernel_size
+        geometry = (tuple(kernel), tuple(stride), tuple(dilation))
+        if self._initialising_ranges():
+            self._update_ranges_from_data(_patch_entry_std(x.detach(), *geometry))
+        range_tap = recorded and ranges.enable and self.input_range.requires_grad
+        x_tiles = self._apply_input_range(x, tile_dim=1, range_gradient=not range_tap)
         if x_tiles is x:  # no input range: keep the caller's tensor intact
             x_tiles = x.clone()
         z = analog_conv(
@@ -292,7 +431,23 @@ class _AnalogConvNd(AnalogLayerBase):
             ir_scale=self._ir_scale.view(1, -1, 1, 1, 1),
             generator=generator,
         )  # (batch, tiles, out, H_out, W_out)
-        z.mul_(scale)
+        if range_tap:
+            weight = kernels.weight.detach()  # (tiles * out, channels, kh, kw)
+            z = _PatchRangeGradient.apply(
+                z,
+                self.input_range,
+                x.detach(),
+                weight.view(m.n_stacked, m.out_features, *weight.shape[1:]),
+                gradient_mask(z.detach(), self.config.forward),
+                geometry,
+                (
+                    ranges.decay if self.training else 0.0,
+                    ranges.input_min_percentage,
+                    ranges.gradient_relative,
+                    ranges.gradient_scale,
+                ),
+            )
+        z = z * scale if recorded else z.mul_(scale)
         # Digital sum over the input tiles, in the memory order of channels-last (reducing the
         # tile axis of the 5-D view directly is several times slower).
         out_size = z.shape[3:]

@@ -33,6 +33,7 @@ __all__ = [
     "analog_conv",
     "analog_mvm",
     "correction_dtype",
+    "gradient_mask",
     "ir_drop_row_weighting",
     "one_hot_readout",
     "quantize",
@@ -275,6 +276,17 @@ def one_hot_readout(
     return _finish(z, z_ir, abs_weight, abs_weight, squared_norm, forward, ir_scale, generator)
 
 
+def gradient_mask(z: Tensor, forward: ForwardParameters) -> Tensor | None:
+    """Outputs that pass a gradient: those below the ADC bound (``None``: all of them).
+
+    References:
+        ``docs/model.md#backward``.
+    """
+    if forward.out_bound is None:
+        return None
+    return z.abs() < _BOUND_GRAD_FRACTION * forward.out_bound
+
+
 def _add_gaussian(
     values: Tensor, variance: Tensor | float, generator: torch.Generator | None
 ) -> Tensor:
@@ -307,11 +319,7 @@ class _AnalogMVM(torch.autograd.Function):
     ) -> Tensor:
         z = _mvm_forward(x, weight, forward, ir_weighting, ir_scale, generator)
         ctx.save_for_backward(x, weight)
-        ctx.bound_mask = (
-            z.abs() < _BOUND_GRAD_FRACTION * forward.out_bound
-            if forward.out_bound is not None
-            else None
-        )
+        ctx.bound_mask = gradient_mask(z, forward)
         return z
 
     @staticmethod
@@ -407,7 +415,6 @@ def tile_kernels(
     return TileKernels(weight, ir, magnitude)
 
 
-@torch.no_grad()
 def analog_conv(
     x: Tensor,
     kernels: TileKernels,
@@ -428,12 +435,12 @@ def analog_conv(
     :func:`analog_mvm` (``W x``, ``W x'``, ``|W||x|``, ``|W| x^2``) are convolutions whose kernels
     carry the row weighting and the absolute values. IR drop, noise and ADC then act per output
     pixel exactly as per MVM output. Equal in distribution to :func:`analog_mvm` on the unfolded
-    patches (the noise is drawn in another order). Forward only (no gradient): in training the
-    layers use :func:`analog_mvm`, whose input-range gradient is defined per patch entry.
+    patches (the noise is drawn in another order). The backward is that of :func:`analog_mvm`:
+    the ideal product of the unquantised input, none for outputs at the ADC bound.
 
     Args:
         x: ``(batch, tiles * channels, H, W)`` normalised inputs of every stacked tile (after
-            the digital input range); overwritten.
+            the digital input range); overwritten when no gradient is recorded.
         kernels: The tiles as kernels (:func:`tile_kernels`).
         forward: The ``forward`` config group (``w_noise_type`` 'pcm_read').
         tiles: Number of stacked tiles (the convolution groups).
@@ -460,15 +467,30 @@ def analog_conv(
         return z.view(z.shape[0], tiles, -1, *z.shape[2:])
     if forward.ir_drop > 0 and ir_scale is None:
         raise ValueError("analog_conv needs ir_scale when forward.ir_drop > 0.")
-    x = quantize(x, quantization_step(forward.inp_res, forward.inp_bound), forward.inp_bound)
-    z = F.conv2d(x, kernels.weight, **options)  # (batch, tiles * out, H_out, W_out)
-    shape = (z.shape[0], tiles, -1, *z.shape[2:])  # (batch, tiles, out, H_out, W_out)
-    z_ir = abs_x_prod = x2_prod = None
-    if kernels.magnitude is not None:
-        x_c = x.to(kernels.magnitude.dtype)  # x itself when the dtypes agree
-        if kernels.ir_weighted is not None:
-            z_ir = F.conv2d(x_c, kernels.ir_weighted, **options).view(shape)
-            abs_x_prod = F.conv2d(x_c.abs(), kernels.magnitude, **options).view(shape)
-        if forward.w_noise > 0:
-            x2_prod = F.conv2d(x_c * x_c, kernels.magnitude, **options).view(shape)
-    return _finish(z.view(shape), z_ir, abs_x_prod, x2_prod, None, forward, ir_scale, generator)
+    recorded = torch.is_grad_enabled() and (x.requires_grad or kernels.weight.requires_grad)
+    with torch.no_grad():
+        x_q = x.detach().clone() if recorded else x
+        x_q = quantize(
+            x_q, quantization_step(forward.inp_res, forward.inp_bound), forward.inp_bound
+        )
+        z = F.conv2d(x_q, kernels.weight.detach(), **options)  # (batch, tiles * out, H_out, W_out)
+        shape = (z.shape[0], tiles, -1, *z.shape[2:])  # (batch, tiles, out, H_out, W_out)
+        z_ir = abs_x_prod = x2_prod = None
+        if kernels.magnitude is not None:
+            x_c = x_q.to(kernels.magnitude.dtype)  # x_q itself when the dtypes agree
+            if kernels.ir_weighted is not None:
+                z_ir = F.conv2d(x_c, kernels.ir_weighted, **options).view(shape)
+                abs_x_prod = F.conv2d(x_c.abs(), kernels.magnitude, **options).view(shape)
+            if forward.w_noise > 0:
+                x2_prod = F.conv2d(x_c * x_c, kernels.magnitude, **options).view(shape)
+        noisy = _finish(
+            z.view(shape), z_ir, abs_x_prod, x2_prod, None, forward, ir_scale, generator
+        )
+    if not recorded:
+        return noisy
+    # Straight-through: the value of the noisy forward, the gradient of the ideal product of the
+    # unquantised input (as analog_mvm's backward), none for outputs at the ADC bound.
+    ideal = F.conv2d(x, kernels.weight, **options).view(shape)
+    delta = ideal - ideal.detach()
+    mask = gradient_mask(noisy, forward)
+    return noisy + (delta if mask is None else delta * mask)
