@@ -225,6 +225,9 @@ class _AnalogConvNd(AnalogLayerBase):
     padding: str | tuple[int, ...]
     padding_mode: str
     groups: int
+    _conv_channels: int  # input channels every stacked tile reads (conv_tile_layout)
+    _conv_channel_index: Tensor | None
+    _conv_row_index: Tensor | None
 
     @classmethod
     def from_digital(cls, module: nn.Module, config: PCMConfig) -> _AnalogConvNd:
@@ -382,9 +385,10 @@ class _AnalogConvNd(AnalogLayerBase):
             x = F.pad(x, pads, mode=mode)
         if self._spatial == 1:  # treat (batch, C, L) as (batch, C, 1, L)
             x = x.unsqueeze(2)
-            stride, dilation = (1, *self.stride), (1, *self.dilation)
+            stride, dilation = (1, self.stride[0]), (1, self.dilation[0])
         else:
-            stride, dilation = self.stride, self.dilation
+            stride = (self.stride[0], self.stride[1])
+            dilation = (self.dilation[0], self.dilation[1])
         # Channels-last is the layout oneDNN and cuDNN convolve fastest; the outputs keep it.
         x = x.contiguous(memory_format=torch.channels_last)
         generator = self._forward_generator(x.device)
@@ -399,9 +403,9 @@ class _AnalogConvNd(AnalogLayerBase):
         x: Tensor,
         kernels: TileKernels,
         scale: Tensor,
-        stride: tuple[int, ...],
+        stride: tuple[int, int],
         padding: tuple[int, int],
-        dilation: tuple[int, ...],
+        dilation: tuple[int, int],
         generator: torch.Generator,
         recorded: bool,
     ) -> Tensor:
@@ -412,8 +416,9 @@ class _AnalogConvNd(AnalogLayerBase):
             x = F.pad(x, (0, 0, 0, 0, 0, 1)).index_select(1, self._conv_channel_index)
         x = x.reshape(batch, m.n_stacked, self._conv_channels, height, width)
         ranges = self.config.pre_post.input_range
-        kernel = (1, *self.kernel_size) if self._spatial == 1 else self.kernel_size
-        geometry = (tuple(kernel), tuple(stride), tuple(dilation))
+        kernel = self.kernel_size
+        kernel_2d = (1, kernel[0]) if self._spatial == 1 else (kernel[0], kernel[1])
+        geometry = (kernel_2d, stride, dilation)
         if self._initialising_ranges():
             self._update_ranges_from_data(_patch_entry_std(x.detach(), *geometry))
         range_tap = recorded and ranges.enable and self.input_range.requires_grad
