@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 import torch
 
+from analoglib.tiles.tile import set_fused_elementwise
+
 # (batch, in, out): a small tile-sized layer and BERT-base's feed-forward pair.
 SHAPES = [(64, 512, 512), (256, 768, 3072), (256, 3072, 768)]
 
@@ -23,12 +25,23 @@ def setup(description: str, repeats: int) -> tuple[argparse.Namespace, torch.dev
     parser.add_argument("--threads", type=int, default=0, help="torch threads, 0 keeps default")
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--fused",
+        action="store_true",
+        help="fuse the tile model's elementwise steps with torch.compile (opt-in; compiles "
+        "during the warm-up calls)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.fused:
+        set_fused_elementwise(True)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
+    print(
+        f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}"
+        + (", fused elementwise steps (torch.compile)" if args.fused else "")
+    )
     return args, device, sync
 
 

@@ -9,6 +9,8 @@ whose rows start inside a channel's kernel block.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +24,7 @@ from analoglib.config import PCMConfig, quantization_step
 from analoglib.nn.conv import AnalogConv1d, AnalogConv2d, conv_tile_layout
 from analoglib.presets import ideal, standard_hwa_2023
 from analoglib.tiles.mapper import TileMapping
-from analoglib.tiles.tile import set_correction_dtype
+from analoglib.tiles.tile import set_correction_dtype, set_fused_elementwise
 
 LAYOUTS: list[dict[str, Any]] = [
     dict(in_channels=16, out_channels=8, kernel_size=3, padding=1),
@@ -270,3 +272,28 @@ def test_programmed_kernels_are_cached_until_drift() -> None:
         layer._conv_forward(x)
         assert layer._kernel_cache is not first
         assert not torch.equal(layer._kernel_cache[3].weight, first[3].weight)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("CI") == "true" or shutil.which("c++") is None,
+    reason="compiles with torch.compile (an opt-in path; CI never pays the compile time)",
+)
+def test_fused_elementwise_steps_equal_the_eager_ones() -> None:
+    """Same noise draws, same outputs up to float rounding (conv and unfolded paths)."""
+    layer = _programmed(LAYOUTS[7])
+    x = 2.0 * torch.randn(2, 10, 6, 7)
+    outputs = []
+    for fused in (False, True):
+        set_fused_elementwise(fused)
+        try:
+            layer.set_forward_seed(11)
+            with torch.no_grad():
+                outputs.append([layer._conv_forward(x), layer._unfolded_forward(x)])
+        finally:
+            set_fused_elementwise(False)
+    for eager, fused in zip(*outputs, strict=True):
+        # Rounding may move an output across an ADC step boundary: allow one step, rarely.
+        step = quantization_step(256, 1.0) * float(eager.abs().max())
+        assert_close(fused, eager, rtol=0, atol=step)
+        assert float((fused != eager).float().mean()) < 0.01

@@ -39,6 +39,7 @@ __all__ = [
     "quantize",
     "s_nonlinearity",
     "set_correction_dtype",
+    "set_fused_elementwise",
     "tile_kernels",
 ]
 
@@ -50,6 +51,8 @@ _BOUND_GRAD_FRACTION = 0.999
 
 
 _CORRECTION_DTYPE: torch.dtype | None = None
+# Opt-in fusion of the elementwise steps with torch.compile (see set_fused_elementwise).
+_FUSED: dict[str, Any] | None = None
 
 
 def set_correction_dtype(dtype: torch.dtype | None) -> None:
@@ -75,6 +78,68 @@ def set_correction_dtype(dtype: torch.dtype | None) -> None:
             "torch.bfloat16 or None (automatic)."
         )
     _CORRECTION_DTYPE = dtype
+
+
+def set_fused_elementwise(enabled: bool) -> None:
+    """Fuse the elementwise steps of the tile forward with ``torch.compile`` (opt-in).
+
+    IR drop, noise variances, output noise and the ADC are a dozen passes over the tile
+    outputs; compiled, they become two fused loops around the noise draw (which stays with
+    the layer's generator, so the draws are unchanged). Results equal the default up to float
+    rounding. The first forward of each tensor layout compiles for several seconds and needs a
+    C++ compiler on the CPU; worth it for long evaluations (sweeps, many repetitions), not for
+    short runs. The S-shaped nonlinearity and ``additive_constant`` weight noise stay unfused.
+
+    Args:
+        enabled: True to fuse, False for the default eager steps.
+
+    Raises:
+        ValueError: If ``enabled`` is not a bool.
+    """
+    global _FUSED
+    if not isinstance(enabled, bool):
+        raise ValueError(f"enabled = {enabled!r} is not allowed: expected True or False.")
+    if not enabled:
+        _FUSED = None
+    elif _FUSED is None:
+        _FUSED = {
+            "variance": torch.compile(_ir_drop_and_std, dynamic=True),
+            "adc": torch.compile(_noise_and_adc, dynamic=True),
+        }
+
+
+def _ir_drop_and_std(
+    z: Tensor,
+    z_ir: Tensor | None,
+    abs_x_prod: Tensor | None,
+    x2_prod: Tensor | None,
+    ir_scale: Tensor | None,
+    ir_drop: float,
+    w_noise_sq: float,
+    out_var: float,
+) -> tuple[Tensor, Tensor]:
+    """IR drop on z and the standard deviation of read plus output noise (fused path)."""
+    if z_ir is not None and abs_x_prod is not None and ir_scale is not None:
+        p = abs_x_prod.to(z.dtype)
+        k1 = ir_scale**3 * (_IR_C3 * ir_drop)
+        k2 = ir_scale**2 * (_IR_C2 * ir_drop)
+        k3 = ir_scale * (_IR_C1 * ir_drop)
+        z = z - ((p * k1 + k2) * p + k3) * p * z_ir.to(z.dtype)
+    if x2_prod is not None:
+        return z, (x2_prod.to(z.dtype) * w_noise_sq + out_var).sqrt()
+    return z, torch.full_like(z, out_var**0.5)
+
+
+def _noise_and_adc(
+    z: Tensor, noise: Tensor, std: Tensor, step: float | None, bound: float | None
+) -> Tensor:
+    """Output noise and the ADC (quantise, then clip) in one pass (fused path)."""
+    z = z + noise * std
+    if step is not None:
+        z = torch.round(z / step) * step
+    if bound is not None:
+        z = z.clamp(-bound, bound)
+    return z
 
 
 def correction_dtype(weight: Tensor) -> torch.dtype:
@@ -200,6 +265,23 @@ def _finish(
     The correction products may be bfloat16: each is converted once into z's dtype (operations
     on mixed dtypes would convert on every use).
     """
+    noisy = forward.out_noise > 0 or forward.w_noise > 0  # else the eager path draws nothing
+    fusable = forward.out_nonlinearity == 0 and squared_norm is None and noisy
+    if _FUSED is not None and fusable and generator is not None and not z.requires_grad:
+        z, std = _FUSED["variance"](
+            z,
+            z_ir if forward.ir_drop > 0 else None,
+            abs_x_prod if forward.ir_drop > 0 else None,
+            x2_prod if forward.w_noise > 0 else None,
+            ir_scale if forward.ir_drop > 0 else None,
+            float(forward.ir_drop),
+            float(forward.w_noise**2),
+            float(forward.out_noise**2),
+        )
+        noise = normal(z.shape, generator, z.device, z.dtype)
+        out_step = quantization_step(forward.out_res, forward.out_bound or 1.0)
+        fused: Tensor = _FUSED["adc"](z, noise, std, out_step, forward.out_bound)
+        return fused
     if forward.ir_drop > 0:
         assert abs_x_prod is not None and z_ir is not None and ir_scale is not None
         # ir * c(a) with a = s p, s = n / G, p = sum_j |W_ij||x_j| and
