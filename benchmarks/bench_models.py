@@ -9,9 +9,11 @@ training step of the digital model. Target: <= 3x for both.
 Models (the studies' own): ResNet-20 on Fashion-MNIST-shaped input (batch 256), ResNet-32 on
 CIFAR-10-shaped input (batch 128), the 2 x 200 LSTM language model (vocabulary 10,000,
 T = 35, batch 64), a MiniLM-sized BERT (6 layers, width 384, FFN 1536, batch 32, length 128;
-needs ``transformers``).
+needs ``transformers``); and, for grouped convolutions, a depthwise-separable CNN (four
+MobileNet blocks on 28 x 28 input, batch 256).
 
-Run: ``python benchmarks/bench_models.py [--threads N] [--repeats R] [--device cpu]``.
+Run: ``python benchmarks/bench_models.py [--threads N] [--repeats R] [--device cpu]
+[--fused]``.
 """
 
 from __future__ import annotations
@@ -74,6 +76,35 @@ def _models(device: torch.device) -> list[tuple[str, str, Callable[[], tuple]]]:
         y = torch.randint(0, 10, (128,), device=device)
         return resnet32().to(device), (x, y), classify
 
+    def depthwise_cnn() -> tuple:
+        # Depthwise-separable blocks (depthwise 3x3, pointwise 1x1) as in MobileNet: every
+        # depthwise group is a 9-row matrix on its own tile.
+        def block(channels: int, out: int, stride: int) -> list[nn.Module]:
+            return [
+                nn.Conv2d(channels, channels, 3, stride, 1, groups=channels, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(),
+                nn.Conv2d(channels, out, 1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+            ]
+
+        model = nn.Sequential(
+            nn.Conv2d(1, 32, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            *block(32, 64, 1),
+            *block(64, 128, 2),
+            *block(128, 128, 1),
+            *block(128, 256, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(256, 10),
+        )
+        x = torch.randn(256, 1, 28, 28, device=device)
+        y = torch.randint(0, 10, (256,), device=device)
+        return model.to(device), (x, y), classify
+
     def lstm_ptb() -> tuple:
         tokens = torch.randint(0, 10000, (64, 36), device=device)
         return LSTMLanguageModel(10000).to(device), (tokens[:, :-1], tokens[:, 1:]), language
@@ -81,6 +112,7 @@ def _models(device: torch.device) -> list[tuple[str, str, Callable[[], tuple]]]:
     return [
         ("ResNet-20, 1x28x28, batch 256", "cnn", resnet20_fmnist),
         ("ResNet-32, 3x32x32, batch 128", "cnn", resnet32_cifar),
+        ("Depthwise-separable CNN, batch 256", "cnn", depthwise_cnn),
         ("LSTM 2x200, T 35, batch 64", "rnn", lstm_ptb),
         ("BERT 6x384, L 128, batch 32", "transformer", lambda: _bert(device)),
     ]
