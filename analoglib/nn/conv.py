@@ -201,9 +201,12 @@ class _PatchRangeGradient(torch.autograd.Function):
             out_h, out_w = g.shape[-2:]
             # (tiles, batch * H_out * W_out, out): one matrix product per kernel position.
             g = g.permute(1, 0, 3, 4, 2).reshape(tiles, -1, g.shape[2])
+            depthwise = weight.shape[1] == 1 and weight.shape[2] == 1  # 1 x 1 matrices
             for i, j, entry in _patch_entries(side.transpose(0, 1), *ctx.geometry):
                 # Gradient of entry (i, j) of every channel: (tiles, batch, channels, Ho, Wo).
-                entry_grad = torch.bmm(g, weight[..., i, j]).view(tiles, batch, out_h, out_w, -1)
+                w = weight[..., i, j]  # (tiles, out, channels)
+                entry_grad = g * w if depthwise else torch.bmm(g, w)
+                entry_grad = entry_grad.view(tiles, batch, out_h, out_w, -1)
                 term = entry_grad.permute(0, 1, 4, 2, 3) * entry
                 clipped = clipped + term.clamp_(max=0.0).sum(dim=(1, 2, 3, 4))
         grad_r = clipped / input_range * (input_range * scale if relative else scale)
