@@ -297,3 +297,28 @@ def test_fused_elementwise_steps_equal_the_eager_ones() -> None:
         step = quantization_step(256, 1.0) * float(eager.abs().max())
         assert_close(fused, eager, rtol=0, atol=step)
         assert float((fused != eager).float().mean()) < 0.01
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("layout", [LAYOUTS[0], LAYOUTS[6], LAYOUTS[7]])
+def test_paths_on_cuda(layout: dict[str, Any]) -> None:
+    """Both paths on CUDA: ideal equality with plain PyTorch, noise in distribution, gradients."""
+    device = torch.device("cuda")
+    layer = _layer(layout, ideal()).to(device).eval()
+    x = torch.randn(3, layout["in_channels"], 9, 11, device=device)
+    with torch.no_grad():
+        conv, unfolded = _both_paths(layer, x)
+        assert_close(conv, layer.to_digital()(x), rtol=1e-4, atol=1e-4)
+        assert_close(unfolded, conv, rtol=1e-4, atol=1e-4)
+    noisy = _programmed(layout).to(device)
+    with torch.no_grad():
+        draws = torch.stack([noisy._conv_forward(x) for _ in range(200)])
+        reference = torch.stack([noisy._unfolded_forward(x) for _ in range(200)])
+    var_conv, var_unfolded = draws.var(dim=0), reference.var(dim=0)
+    free = (var_conv > 0) & (var_unfolded > 0)  # outputs pinned at the ADC bound have none
+    log_ratio = (var_conv[free] / var_unfolded[free]).log()
+    assert abs(float(log_ratio.mean())) < 5 * math.sqrt(4 / 199) / math.sqrt(log_ratio.numel())
+    trained = _calibrated(_layer(layout, standard_hwa_2023())).to(device).train()
+    trained(x.requires_grad_()).sum().backward()
+    assert trained.weight.grad is not None and torch.isfinite(trained.weight.grad).all()
