@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 __all__ = [
+    "SIMULATION_REVISION",
     "JsonlStore",
     "atomic_directory",
     "atomic_save",
@@ -40,6 +41,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Revision of the simulated numbers. Bump it with any change that alters what a seeded
+#: simulation returns (the physics, or the order of its random draws): it is part of the key of
+#: every cached result that depends on the simulation (HWA checkpoints, sweeps, study points), so
+#: results made by older code are computed again instead of reused. Digital (FP) checkpoints do
+#: not depend on it. 2: convolutions on convolution kernels (new order of the noise draws).
+SIMULATION_REVISION = 2
 
 
 def jsonable(value: Any) -> Any:

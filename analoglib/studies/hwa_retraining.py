@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from analoglib.cache import JsonlStore, json_normalized, key_digest
+from analoglib.cache import SIMULATION_REVISION, JsonlStore, json_normalized, key_digest
 from analoglib.config import PCMConfig
 from analoglib.inference import evaluate
 from analoglib.optim import PostTrainingReport
@@ -454,8 +454,8 @@ class HWAStudySpec:
             )
 
     def parameters(self) -> dict[str, Any]:
-        """Plain JSON-able dict of the spec (recorded in the file's header)."""
-        return json_normalized(dataclasses.asdict(self))
+        """Plain JSON-able dict of the spec and the simulation revision (the file's header)."""
+        return json_normalized({**dataclasses.asdict(self), "simulation": SIMULATION_REVISION})
 
     def key(self) -> str:
         """16-hex-digit hash of :meth:`parameters` (names the file)."""

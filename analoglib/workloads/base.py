@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from analoglib._deprecation import moved_names
-from analoglib.cache import json_normalized, key_digest
+from analoglib.cache import SIMULATION_REVISION, json_normalized, key_digest
 from analoglib.metrics import normalized_accuracy
 from analoglib.training.loops import TrainRecipe
 from analoglib.utils import DATA_SOURCES, PROFILES, paths
@@ -197,11 +197,14 @@ def cache_path(workload: Workload, kind: str = "fp", **extra: Any) -> Path:
     """``data/cache/<kind>/<name>/<hash>.pt``.
 
     The hash covers every training parameter of the workload (not the evaluation-only ones in
-    :data:`EVAL_ONLY_PARAMETERS`) and any ``extra`` key-value pairs (e.g. an HWA recipe).
+    :data:`EVAL_ONLY_PARAMETERS`), any ``extra`` key-value pairs (e.g. an HWA recipe) and, for
+    every kind but the digital ``"fp"`` checkpoints,
+    :data:`~analoglib.cache.SIMULATION_REVISION`.
     """
-    digest = key_digest(
-        {"name": workload.name, "version": CACHE_VERSION, **training_parameters(workload), **extra}
-    )
+    key = {"name": workload.name, "version": CACHE_VERSION, **training_parameters(workload)}
+    if kind != "fp":
+        key["simulation"] = SIMULATION_REVISION
+    digest = key_digest({**key, **extra})
     return paths.CACHE / kind / workload.name / f"{digest}.pt"
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from analoglib.cache import JsonlStore
+from analoglib.cache import SIMULATION_REVISION, JsonlStore
 from analoglib.config import PCMConfig
 from analoglib.inference import drift, program, set_forward_seed
 from analoglib.metrics import random_tile_mvm_error
@@ -165,6 +165,7 @@ class SweepSpec:
             json.dumps(
                 {
                     "format": FORMAT_VERSION,
+                    "simulation": SIMULATION_REVISION,
                     "workloads": list(self.workloads),
                     "grids": {k: list(v) for k, v in self.grids.items()},
                     "n_reps": self.n_reps,
