@@ -161,6 +161,24 @@ def test_training_gradients_equal_between_paths(layout: dict[str, Any], decay: f
 
 
 @pytest.mark.parametrize("layout", LAYOUTS[:7], ids=_ids(LAYOUTS[:7]))
+def test_perfect_forward_range_gradients_equal_between_paths(layout: dict[str, Any]) -> None:
+    """A perfect forward (no converters, no ADC bound) with learned ranges: no output masked."""
+    grads = []
+    for path in ("_conv_forward", "_unfolded_forward"):
+        config = ideal()
+        config.pre_post.input_range.enable = True
+        config.pre_post.input_range.learn_input_range = True
+        layer = _calibrated(_layer(layout, config), value=0.8).train()
+        torch.manual_seed(5)
+        x = (3.0 * torch.randn(3, layout["in_channels"], 8, 9)).requires_grad_()
+        output = getattr(layer, path)(x)
+        (output**2).sum().backward()
+        grads.append([output, x.grad, layer.input_range.grad])
+    for conv, unfolded in zip(*grads, strict=True):
+        assert_close(conv, unfolded, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS[:7], ids=_ids(LAYOUTS[:7]))
 def test_range_initialisation_equal_between_paths(layout: dict[str, Any]) -> None:
     """Ranges set from data use the standard deviation over patch entries in both paths."""
     ranges = []

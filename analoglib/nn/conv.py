@@ -419,6 +419,7 @@ class _AnalogConvNd(AnalogLayerBase):
             x = F.pad(x, (0, 0, 0, 0, 0, 1)).index_select(1, self._conv_channel_index)
         x = x.reshape(batch, m.n_stacked, self._conv_channels, height, width)
         ranges = self.config.pre_post.input_range
+        forward = self.config.forward
         kernel = self.kernel_size
         kernel_2d = (1, kernel[0]) if self._spatial == 1 else (kernel[0], kernel[1])
         geometry = (kernel_2d, stride, dilation)
@@ -431,7 +432,7 @@ class _AnalogConvNd(AnalogLayerBase):
         z = analog_conv(
             x_tiles.view(batch, -1, height, width),
             kernels,
-            self.config.forward,
+            forward,
             tiles=m.n_stacked,
             stride=stride,
             padding=padding,
@@ -446,7 +447,7 @@ class _AnalogConvNd(AnalogLayerBase):
                 self.input_range,
                 x.detach(),
                 weight.view(m.n_stacked, m.out_features, *weight.shape[1:]),
-                gradient_mask(z.detach(), self.config.forward),
+                None if forward.is_perfect else gradient_mask(z.detach(), forward),
                 geometry,
                 (
                     ranges.decay if self.training else 0.0,

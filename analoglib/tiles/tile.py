@@ -474,7 +474,8 @@ def tile_kernels(
     """The kernels :func:`analog_conv` needs for ``forward``.
 
     Args:
-        weight: ``(tiles * out, channels, kh, kw)`` normalised tile weights as kernels (detached).
+        weight: ``(tiles * out, channels, kh, kw)`` normalised tile weights as kernels (may
+            require gradients; the correction kernels are detached copies).
         ir_weighted: The same kernels times the IR-drop row weighting; required when
             ``forward.ir_drop > 0``.
         forward: The ``forward`` config group.
