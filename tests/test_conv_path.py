@@ -131,6 +131,25 @@ def test_dac_and_ir_drop_equal_between_paths(layout: dict[str, Any]) -> None:
     assert conv.abs().max() > 0
 
 
+def _assert_equal_gradients(
+    layout: dict[str, Any], config: PCMConfig, range_value: float, input_scale: float
+) -> None:
+    """The two paths agree on one squared-error loss: output and all gradients."""
+    grads = []
+    for path in ("_conv_forward", "_unfolded_forward"):
+        layer = _calibrated(_layer(layout, config.copy()), value=range_value).train()
+        torch.manual_seed(5)
+        x = (input_scale * torch.randn(3, layout["in_channels"], 8, 9)).requires_grad_()
+        torch.manual_seed(1)
+        target = torch.randn_like(layer.to_digital()(x))
+        output = getattr(layer, path)(x)
+        ((output - target) ** 2).sum().backward()
+        grads.append([output, x.grad, layer.weight.grad, layer.input_range.grad])
+        grads[-1].append(layer.out_scales.grad)
+    for conv, unfolded in zip(*grads, strict=True):
+        assert_close(conv, unfolded, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.usefixtures("float32_corrections")
 @pytest.mark.parametrize("decay", [0.0, 0.01])
 @pytest.mark.parametrize("layout", LAYOUTS[:7], ids=_ids(LAYOUTS[:7]))
@@ -141,41 +160,20 @@ def test_training_gradients_equal_between_paths(layout: dict[str, Any], decay: f
     1.5 clip about a third of the inputs, ranges of 4 almost none, which switches the decay
     term on. The ADC clips some outputs (no gradient there).
     """
+    config = _deterministic()
+    config.forward.out_bound, config.forward.out_res = 3.0, 254
+    config.pre_post.input_range.decay = decay
     for value in (1.5, 4.0):
-        grads = []
-        for path in ("_conv_forward", "_unfolded_forward"):
-            config = _deterministic()
-            config.forward.out_bound, config.forward.out_res = 3.0, 254
-            config.pre_post.input_range.decay = decay
-            layer = _calibrated(_layer(layout, config), value=value).train()
-            torch.manual_seed(5)
-            x = (1.2 * torch.randn(3, layout["in_channels"], 8, 9)).requires_grad_()
-            torch.manual_seed(1)
-            target = torch.randn_like(layer.to_digital()(x))
-            output = getattr(layer, path)(x)
-            ((output - target) ** 2).sum().backward()
-            grads.append([output, x.grad, layer.weight.grad, layer.input_range.grad])
-            grads[-1].append(layer.out_scales.grad)
-        for conv, unfolded in zip(*grads, strict=True):
-            assert_close(conv, unfolded, rtol=1e-4, atol=1e-4)
+        _assert_equal_gradients(layout, config, value, input_scale=1.2)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS[:7], ids=_ids(LAYOUTS[:7]))
 def test_perfect_forward_range_gradients_equal_between_paths(layout: dict[str, Any]) -> None:
     """A perfect forward (no converters, no ADC bound) with learned ranges: no output masked."""
-    grads = []
-    for path in ("_conv_forward", "_unfolded_forward"):
-        config = ideal()
-        config.pre_post.input_range.enable = True
-        config.pre_post.input_range.learn_input_range = True
-        layer = _calibrated(_layer(layout, config), value=0.8).train()
-        torch.manual_seed(5)
-        x = (3.0 * torch.randn(3, layout["in_channels"], 8, 9)).requires_grad_()
-        output = getattr(layer, path)(x)
-        (output**2).sum().backward()
-        grads.append([output, x.grad, layer.input_range.grad])
-    for conv, unfolded in zip(*grads, strict=True):
-        assert_close(conv, unfolded, rtol=1e-4, atol=1e-4)
+    config = ideal()
+    config.pre_post.input_range.enable = True
+    config.pre_post.input_range.learn_input_range = True
+    _assert_equal_gradients(layout, config, range_value=0.8, input_scale=3.0)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS[:7], ids=_ids(LAYOUTS[:7]))

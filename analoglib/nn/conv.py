@@ -324,12 +324,23 @@ class _AnalogConvNd(AnalogLayerBase):
         y = self._unfolded_forward(x) if self._needs_unfolding(x) else self._conv_forward(x)
         return y.squeeze(0) if unbatched else y
 
+    def _records_gradient(self, x: Tensor) -> bool:
+        """True when autograd records this forward (for ``x`` or any parameter)."""
+        return torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+
+    def _geometry_2d(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """``(kernel, stride, dilation)`` as 2-D pairs (1-D convolutions as 1 x L)."""
+        if self._spatial == 1:
+            return (1, self.kernel_size[0]), (1, self.stride[0]), (1, self.dilation[0])
+        k, s, d = self.kernel_size, self.stride, self.dilation
+        return (k[0], k[1]), (s[0], s[1]), (d[0], d[1])
+
     def _needs_unfolding(self, x: Tensor) -> bool:
         """True for the forwards the convolution path does not serve (see the module doc)."""
         forward = self.config.forward
-        recorded = torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self.parameters())
-        )
+        recorded = self._records_gradient(x)
         # Range gradients and range statistics need each tile's rows to be whole channel
         # kernels: the patch entries of a tile are then exactly its rows.
         whole_channels = self._conv_row_index is None and not self.mapping.is_padded
@@ -350,7 +361,7 @@ class _AnalogConvNd(AnalogLayerBase):
         if cache is not None and cache[0] is tiles and cache[1] == tiles._version:
             if cache[2] == forward:
                 return cache[3]
-        kernel = (1, *self.kernel_size) if self._spatial == 1 else self.kernel_size
+        kernel, _, _ = self._geometry_2d()
 
         def as_kernel(values: Tensor) -> Tensor:
             if self._conv_row_index is not None:
@@ -372,57 +383,35 @@ class _AnalogConvNd(AnalogLayerBase):
     def _conv_forward(self, x: Tensor) -> Tensor:
         """The convolution path: ``(batch, C, *spatial)`` -> ``(batch, out, *spatial_out)``."""
         self._check_input(x)
-        recorded = torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self.parameters())
-        )
+        m = self.mapping
+        ranges = self.config.pre_post.input_range
+        forward = self.config.forward
+        recorded = self._records_gradient(x)
         pads = self._explicit_padding()
-        conv_padding = (0, 0)
+        padding = (0, 0)
         symmetric = all(pads[i] == pads[i + 1] for i in range(0, len(pads), 2))
         # Zero inputs stay zero through the DAC, so the convolution may pad, except where the
         # range gradient or the range statistics read the padded patches.
         entry_statistics = recorded or self._initialising_ranges()
         if self.padding_mode == "zeros" and symmetric and not entry_statistics:
-            conv_padding = (0, pads[0]) if self._spatial == 1 else (pads[2], pads[0])
+            padding = (0, pads[0]) if self._spatial == 1 else (pads[2], pads[0])
         elif any(pads):
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
             x = F.pad(x, pads, mode=mode)
         if self._spatial == 1:  # treat (batch, C, L) as (batch, C, 1, L)
             x = x.unsqueeze(2)
-            stride, dilation = (1, self.stride[0]), (1, self.dilation[0])
-        else:
-            stride = (self.stride[0], self.stride[1])
-            dilation = (self.dilation[0], self.dilation[1])
+        geometry = self._geometry_2d()
+        _, stride, dilation = geometry
         # Channels-last is the layout oneDNN and cuDNN convolve fastest; the outputs keep it.
         x = x.contiguous(memory_format=torch.channels_last)
         generator = self._forward_generator(x.device)
         kernels = self._kernels(self._current_tiles(generator))
         scale = self._periphery_scale()[None, :, :, None, None]  # (1, tiles, out, 1, 1)
-        return self._conv_block(
-            x, kernels, scale, stride, conv_padding, dilation, generator, recorded
-        )
 
-    def _conv_block(
-        self,
-        x: Tensor,
-        kernels: TileKernels,
-        scale: Tensor,
-        stride: tuple[int, int],
-        padding: tuple[int, int],
-        dilation: tuple[int, int],
-        generator: torch.Generator,
-        recorded: bool,
-    ) -> Tensor:
-        """Tile inputs, tile convolutions and digital periphery of padded channels-last input."""
-        m = self.mapping
         batch, _, height, width = x.shape
         if self._conv_channel_index is not None:  # (batch, tiles * channels, H, W)
             x = F.pad(x, (0, 0, 0, 0, 0, 1)).index_select(1, self._conv_channel_index)
         x = x.reshape(batch, m.n_stacked, self._conv_channels, height, width)
-        ranges = self.config.pre_post.input_range
-        forward = self.config.forward
-        kernel = self.kernel_size
-        kernel_2d = (1, kernel[0]) if self._spatial == 1 else (kernel[0], kernel[1])
-        geometry = (kernel_2d, stride, dilation)
         if self._initialising_ranges():
             self._update_ranges_from_data(_patch_entry_std(x.detach(), *geometry))
         range_tap = recorded and ranges.enable and self.input_range.requires_grad
@@ -476,13 +465,7 @@ class _AnalogConvNd(AnalogLayerBase):
             x = F.pad(x, pads, mode=mode)
         if self._spatial == 1:  # treat (batch, C, L) as (batch, C, 1, L)
             x = x.unsqueeze(2)
-            kernel, dilation, stride = (
-                (1, *self.kernel_size),
-                (1, *self.dilation),
-                (1, *self.stride),
-            )
-        else:
-            kernel, dilation, stride = self.kernel_size, self.dilation, self.stride
+        kernel, stride, dilation = self._geometry_2d()
         batch = x.shape[0]
         out_h = (x.shape[2] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
         out_w = (x.shape[3] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1

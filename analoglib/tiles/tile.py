@@ -121,13 +121,20 @@ def _ir_drop_and_std(
     """IR drop on z and the standard deviation of read plus output noise (fused path)."""
     if z_ir is not None and abs_x_prod is not None and ir_scale is not None:
         p = abs_x_prod.to(z.dtype)
-        k1 = ir_scale**3 * (_IR_C3 * ir_drop)
-        k2 = ir_scale**2 * (_IR_C2 * ir_drop)
-        k3 = ir_scale * (_IR_C1 * ir_drop)
+        k1, k2, k3 = _ir_coefficients(ir_scale, ir_drop)
         z = z - ((p * k1 + k2) * p + k3) * p * z_ir.to(z.dtype)
     if x2_prod is not None:
         return z, (x2_prod.to(z.dtype) * w_noise_sq + out_var).sqrt()
     return z, torch.full_like(z, out_var**0.5)
+
+
+def _ir_coefficients(ir_scale: Tensor, ir_drop: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Coefficients of ``ir * c(s p) = k1 p^3 + k2 p^2 + k3 p`` per tile (s = ``ir_scale``)."""
+    return (
+        ir_scale.pow(3) * (_IR_C3 * ir_drop),
+        ir_scale.pow(2) * (_IR_C2 * ir_drop),
+        ir_scale * (_IR_C1 * ir_drop),
+    )
 
 
 def _noise_and_adc(
@@ -287,9 +294,7 @@ def _finish(
         # ir * c(a) with a = s p, s = n / G, p = sum_j |W_ij||x_j| and
         # c(a) = a (a (0.05 a - 0.2) + 0.5), as a polynomial in p with per-tile coefficients.
         p = abs_x_prod.to(z.dtype)
-        k1 = ir_scale.pow(3).mul_(_IR_C3 * forward.ir_drop)
-        k2 = ir_scale.pow(2).mul_(_IR_C2 * forward.ir_drop)
-        k3 = ir_scale.mul(_IR_C1 * forward.ir_drop)
+        k1, k2, k3 = _ir_coefficients(ir_scale, forward.ir_drop)
         c = p.mul(k1).add_(k2).mul_(p).add_(k3).mul_(p)
         z.addcmul_(c, z_ir.to(z.dtype), value=-1.0)
 
