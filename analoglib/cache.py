@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 #: simulation returns (the physics, or the order of its random draws): it is part of the key of
 #: every cached result that depends on the simulation (HWA checkpoints, sweeps, study points), so
 #: results made by older code are computed again instead of reused. Digital (FP) checkpoints do
-#: not depend on it. 2: convolutions on convolution kernels (new order of the noise draws).
-SIMULATION_REVISION = 2
+#: not depend on it. 2: convolutions on convolution kernels (new order of the noise draws). 3: the
+#: net-weight conductance pair (aihwkit's convention) by default.
+SIMULATION_REVISION = 3
 
 
 def jsonable(value: Any) -> Any:

@@ -301,10 +301,21 @@ class PCMNoiseParameters(_Group):
             ``"g_max"`` (at ``g_max_uS``) or ``"random"`` (uniform in [0, ``g_max_uS``], drawn
             per device). A stuck device ignores programming (no programming noise) and then
             behaves as a PCM device at that conductance: its drift exponent is drawn from the
-            stuck conductance and it shows 1/f read noise like any device.
+            stuck conductance and it shows 1/f read noise like any device. With
+            ``pair_model="net_weight"`` the stuck value enters the net programmed weight,
+            which is then re-split like any other.
+        pair_model: Which devices drift and show read noise after programming.
+            ``"net_weight"`` (aihwkit's convention, the default): the programmed pair is
+            turned back into its net weight, which is rescaled so that the tile's largest
+            programmed |weight| maps to ``g_max`` and put on one device per sign (the other at
+            ``g_min``); drift and 1/f read noise act on that re-split pair, with the drift
+            exponents drawn from the target pair. ``"two_devices"``: each programmed device
+            keeps its own conductance and drifts and reads with its own noise (the off device
+            included).
 
     References:
         Nandakumar et al. 2019; Rasch et al. 2023 (stuck-at faults); ``docs/model.md#pcm``,
+        ``docs/model.md#pair-model``, ``docs/aihwkit.md#differences``,
         ``docs/model.md#hwa-noise`` (PCM_NOISE step 2),
         ``docs/published-results.md#rasch-2023``.
     """
@@ -322,8 +333,10 @@ class PCMNoiseParameters(_Group):
     read_noise_scale: float = 1.0
     stuck_fraction: float = 0.0
     stuck_kind: str = "reset"
+    pair_model: str = "net_weight"
 
     STUCK_KINDS: ClassVar[tuple[str, ...]] = ("reset", "g_max", "random")
+    PAIR_MODELS: ClassVar[tuple[str, ...]] = ("net_weight", "two_devices")
 
     def validate(self) -> None:
         g = self._group_name
@@ -345,6 +358,7 @@ class PCMNoiseParameters(_Group):
         _check_non_negative(g, "read_noise_scale", self.read_noise_scale)
         _check_fraction(g, "stuck_fraction", self.stuck_fraction)
         _check_choice(g, "stuck_kind", self.stuck_kind, self.STUCK_KINDS)
+        _check_choice(g, "pair_model", self.pair_model, self.PAIR_MODELS)
 
 
 @dataclass

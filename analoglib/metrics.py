@@ -6,6 +6,8 @@ References:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -57,13 +59,15 @@ def random_tile_mvm_error(
     weight_std: float = 0.246,
     input_sparsity: float = 0.5,
     n_programmings: int = 1,
+    input_range: float | None = None,
 ) -> float:
     """MVM error of one random ``size x size`` tile under ``config``.
 
     The setting of Le Gallo et al. 2023: weights drawn from N(0, ``weight_std``) and clipped to
     [-1, 1]; inputs uniform in [-1, 1] with a fraction ``input_sparsity`` set to 0. The tile sees
-    the inputs directly (input range off), is programmed, drifted to ``t_inference_s`` and read
-    with the full forward model (drift compensation as configured).
+    the inputs directly (input range off) or through a fixed ``input_range``, is programmed,
+    drifted to ``t_inference_s`` and read with the full forward model (drift compensation as
+    configured).
 
     Args:
         config: Crossbar configuration (copied; its input range is switched off).
@@ -74,6 +78,8 @@ def random_tile_mvm_error(
         weight_std: Standard deviation of the weights before clipping.
         input_sparsity: Fraction of zero inputs.
         n_programmings: Programming repetitions pooled into the error.
+        input_range: Fixed input range r of the tile (inputs clipped to [-r, r] and divided
+            by r), or None for no input range.
 
     Returns:
         The relative L2 error (0.13 means 13 %).
@@ -85,8 +91,17 @@ def random_tile_mvm_error(
     from analoglib.inference import drift, program, set_forward_seed
     from analoglib.nn.linear import AnalogLinear
 
+    if input_range is not None and not (math.isfinite(input_range) and input_range > 0):
+        raise ValueError(
+            f"input_range = {input_range!r} is not allowed: expected a range > 0 or None."
+        )
     config = config.copy()
-    config.pre_post.input_range.enable = False
+    ranges = config.pre_post.input_range
+    ranges.enable = input_range is not None
+    if input_range is not None:
+        ranges.learn_input_range = False
+        ranges.init_value = float(input_range)
+        ranges.init_from_data = 0
     data = make_generator(derive_seed(seed, "tile_data"))
     weight = (torch.randn(size, size, generator=data) * weight_std).clamp_(-1.0, 1.0)
     x = torch.rand(n_vectors, size, generator=data).mul_(2).sub_(1)

@@ -81,6 +81,7 @@ def standard_hwa_2023() -> PCMConfig:
             read_noise_scale=1.0,
             stuck_fraction=0.0,
             stuck_kind="reset",
+            pair_model="net_weight",
         ),
         drift_compensation=DriftCompensationParameters(type="global"),
         modifier=WeightModifierParameters(type="none"),

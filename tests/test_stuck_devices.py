@@ -116,6 +116,8 @@ def _programmed_layer(fraction: float, kind: str, seed: int = 0) -> AnalogLinear
     config.noise_model.prog_noise_scale = 0.0  # healthy devices land exactly on their targets
     config.noise_model.stuck_fraction = fraction
     config.noise_model.stuck_kind = kind
+    # The devices as programmed (the net-weight model re-splits them before drift).
+    config.noise_model.pair_model = "two_devices"
     torch.manual_seed(0)
     linear = torch.nn.Linear(400, 300, bias=False)
     layer = AnalogLinear.from_digital(linear, config)

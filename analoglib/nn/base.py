@@ -575,15 +575,28 @@ class AnalogLayerBase(nn.Module):
         rows_used = self._row_mask.sum(dim=2).to(tiles.dtype)  # (tiles, 1)
         return (tile_sum / (rows_used * out_sizes)).clamp(min=_GDC_READOUT_FLOOR)
 
+    def _tile_max(self, magnitude: Tensor) -> Tensor:
+        """``(tiles, out, 1)`` abs-max of the physical tile of every column of ``magnitude``.
+
+        Args:
+            magnitude: ``(tiles, out, rows)`` absolute weights in the stacked tile layout.
+        """
+        column_max = magnitude.amax(dim=2)  # (tiles, out)
+        wmax = _group_max(column_max, self._out_tile.expand_as(column_max), self.mapping.tiles_out)
+        return wmax[:, self._out_tile].unsqueeze(2)
+
     @torch.no_grad()
     def program(self, generator: torch.Generator, seed: int | None = None) -> None:
         """Draw one programming realisation of every device and keep it.
 
         Both devices of each differential pair are programmed: programming noise on the target
         conductance, stuck devices if ``noise_model.stuck_fraction > 0`` (they keep their stuck
-        value), and one drift exponent per device drawn from its target (or stuck) conductance. The
-        weights are then those right after programming (no drift, no read noise), and the
-        drift-compensation baseline is read out.
+        value), and one drift exponent per device drawn from its target (or stuck) conductance. With
+        ``noise_model.pair_model = "net_weight"`` (aihwkit's convention) the kept pair is then
+        the net programmed weight re-split onto one device per sign, rescaled to the tile's
+        programmed abs-max; drift and read noise act on it. The weights are then those right
+        after programming (no drift, no read noise), and the drift-compensation baseline is
+        read out.
 
         Args:
             generator: Source of every draw (on the layer's device).
@@ -595,11 +608,10 @@ class AnalogLayerBase(nn.Module):
         _check_finite_weight(type(self).__name__, "weight", self.weight)
         m = self.mapping
         tiles = self.reference_tiles().detach()  # (tiles, out, rows)
-        column_max = tiles.abs().amax(dim=2)  # (tiles, out)
-        wmax = _group_max(column_max, self._out_tile.expand_as(column_max), m.tiles_out)
-        wmax = wmax[:, self._out_tile].unsqueeze(2)  # (tiles, out, 1), per physical tile
         # (2, tiles, out, rows): targets of G+ and G-, then both devices programmed at once.
-        g_target, g_scale = self.noise_model.weight_to_conductance(tiles, wmax)
+        g_target, g_scale = self.noise_model.weight_to_conductance(
+            tiles, self._tile_max(tiles.abs())
+        )
         g_prog = self.noise_model.apply_programming_noise(g_target, generator)
         # Stuck devices (if any) replace their programmed value and the state nu is drawn from.
         g_prog, g_state, _ = self.noise_model.apply_stuck_devices(g_prog, g_target, generator)
@@ -607,6 +619,12 @@ class AnalogLayerBase(nn.Module):
             g_prog.mul_(self._row_mask)
         nu = self.noise_model.generate_drift_coefficients(g_state, generator).half()
         del g_target, g_state
+        if self.config.noise_model.pair_model == "net_weight":
+            # aihwkit's convention: drift and read noise act on the net weight re-split onto
+            # one device per sign, rescaled to the tile's programmed abs-max.
+            g_prog, g_scale = self.noise_model.net_weight_pair(g_prog, g_scale, self._tile_max)
+            if m.is_padded:
+                g_prog.mul_(self._row_mask)
         self._g_prog, self._nu, self._g_scale = g_prog, nu, g_scale
         self._weight_t = (g_prog[0] - g_prog[1]).div_(g_scale)
         self._t_inference_s = 0.0

@@ -11,6 +11,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -85,6 +86,32 @@ class PCMNoiseModel:
         if p.g_min_uS:
             g_target.add_(p.g_min_uS)
         return g_target, scale
+
+    def net_weight_pair(
+        self, g_prog_uS: Tensor, g_scale: Tensor, tile_max: Callable[[Tensor], Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """Re-split a programmed pair onto one device per sign (``pair_model="net_weight"``).
+
+        The net programmed weight ``w = (G+ - G-) / g_scale`` is rescaled so that the largest
+        |w| of each tile maps to ``g_max`` and mapped with :meth:`weight_to_conductance`: the
+        weight sits on one device, the other is at ``g_min``. The weight is unchanged (up to
+        rounding); the conductances that carry it, and hence its drift and read noise, are not.
+
+        Args:
+            g_prog_uS: Programmed pair ``(2, *shape)`` in uS.
+            g_scale: Conductance per weight unit of the programming, broadcastable to
+                ``shape``.
+            tile_max: Maps ``|w|`` (``shape``) to the abs-max of each weight's tile,
+                broadcastable to ``shape``.
+
+        Returns:
+            ``(g_pair, scale)`` as :meth:`weight_to_conductance` returns them.
+
+        References:
+            ``docs/model.md#pair-model``, ``docs/aihwkit.md#differences``.
+        """
+        weight = (g_prog_uS[0] - g_prog_uS[1]).div_(g_scale)
+        return self.weight_to_conductance(weight, tile_max(weight.abs()))
 
     # -- statistics (deterministic) ---------------------------------------------------------
     def prog_noise_std(self, g_target_uS: Tensor) -> Tensor:
@@ -253,6 +280,9 @@ class PCMNoiseModel:
     ) -> Tensor:
         """Programming noise, stuck devices, fresh drift exponents, drift and read noise at once.
 
+        With ``pair_model="net_weight"`` the programmed pair is re-split (:meth:`net_weight_pair`)
+        before drift and read noise.
+
         Args:
             weight: Normalised weights of one tile (abs-max maps to ``g_max``).
             t_inference_s: Seconds after programming.
@@ -265,5 +295,7 @@ class PCMNoiseModel:
         g_prog = self.apply_programming_noise(g_target, generator)
         g_prog, g_state, _ = self.apply_stuck_devices(g_prog, g_target, generator)
         nu = self.generate_drift_coefficients(g_state, generator)
+        if self.params.pair_model == "net_weight":
+            g_prog, scale = self.net_weight_pair(g_prog, scale, lambda w: w.max())
         g = self.apply_drift_noise(g_prog, nu, t_inference_s, generator)
         return (g[0] - g[1]) / scale
