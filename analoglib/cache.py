@@ -47,8 +47,10 @@ log = logging.getLogger(__name__)
 #: every cached result that depends on the simulation (HWA checkpoints, sweeps, study points), so
 #: results made by older code are computed again instead of reused. Digital (FP) checkpoints do
 #: not depend on it. 2: convolutions on convolution kernels (new order of the noise draws). 3: the
-#: net-weight conductance pair (aihwkit's convention) by default.
-SIMULATION_REVISION = 3
+#: net-weight conductance pair (aihwkit's convention) by default. 4: HWA training as aihwkit's
+#: C++ tile (steps on the effective weights, one weight-noise draw per optimiser step, output
+#: scales folded at remapping, ADC-bound mask on the input gradient only).
+SIMULATION_REVISION = 4
 
 
 def jsonable(value: Any) -> Any:

@@ -18,12 +18,14 @@ from analoglib.config import ForwardParameters, PCMConfig, bits_to_res, quantiza
 from analoglib.nn import AnalogLinear
 from analoglib.presets import ideal
 from analoglib.tiles.tile import (
+    analog_conv,
     analog_mvm,
     correction_dtype,
     ir_drop_row_weighting,
     one_hot_readout,
     quantize,
     set_correction_dtype,
+    tile_kernels,
 )
 
 G_RATIO = 1.0 / (0.35 * 5e-6)  # ir_drop_g_ratio of the standard model
@@ -377,7 +379,11 @@ def test_noise_draws_follow_the_generator() -> None:
 
 
 def test_backward_is_ideal_and_masks_saturated_outputs() -> None:
-    """d_x = W^T d_y without noise; outputs at the ADC bound get no gradient."""
+    """d_x = W^T d_y without noise; outputs at the ADC bound pass no input gradient.
+
+    The weight gradient keeps them (aihwkit masks the input gradient only,
+    ``docs/model.md#backward``).
+    """
     x = torch.rand(1, 6, 32, generator=gen(4), dtype=torch.float64)
     w = torch.ones(1, 3, 32, dtype=torch.float64)
     w[0, 1] = 0.1  # column 1 stays below the bound, columns 0 and 2 saturate (sum of 32 > 10)
@@ -398,7 +404,33 @@ def test_backward_is_ideal_and_masks_saturated_outputs() -> None:
     mask = (z.detach().abs() < 0.999 * 10.0).double()
     assert mask.sum() < mask.numel()  # some outputs did saturate
     assert_close(xg.grad, torch.bmm(grad_out * mask, w), rtol=1e-12, atol=1e-12)
-    assert_close(wg.grad, torch.bmm((grad_out * mask).transpose(1, 2), x), rtol=1e-12, atol=1e-12)
+    assert_close(wg.grad, torch.bmm(grad_out.transpose(1, 2), x), rtol=1e-12, atol=1e-12)
+
+
+def test_conv_backward_masks_saturated_outputs_for_the_input_gradient_only() -> None:
+    """analog_conv: d_x of the ideal convolution with the saturated outputs masked; d_W unmasked."""
+    x = torch.rand(2, 8, 6, 6, generator=gen(4), dtype=torch.float64)  # one tile, 8 channels
+    x[0] *= 0.1  # the first image stays below the ADC bound
+    w = torch.ones(3, 8, 3, 3, dtype=torch.float64)  # 72 rows: sums up to ~36 > 10 saturate
+    w[1] = 0.05
+    forward = bare_forward(inp_res=254, out_res=254, out_bound=10.0, out_noise=0.04)
+    xg = x.clone().requires_grad_()
+    wg = w.clone().requires_grad_()
+    kernels = tile_kernels(wg, None, forward)
+    options = dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1))
+    z = analog_conv(xg, kernels, forward, tiles=1, generator=gen(5), **options)  # type: ignore[arg-type]
+    grad_out = torch.rand(z.shape, generator=gen(6), dtype=torch.float64)
+    z.backward(grad_out)
+    mask = (z.detach().abs() < 0.999 * 10.0).double()
+    assert 0 < mask.sum() < mask.numel()  # some outputs did saturate, others not
+    xr = x.clone().requires_grad_()
+    (
+        torch.nn.functional.conv2d(xr, w, **options) * (grad_out * mask).flatten(1, 2)
+    ).sum().backward()
+    assert_close(xg.grad, xr.grad, rtol=1e-12, atol=1e-12)
+    wr = w.clone().requires_grad_()
+    (torch.nn.functional.conv2d(x, wr, **options) * grad_out.flatten(1, 2)).sum().backward()
+    assert_close(wg.grad, wr.grad, rtol=1e-12, atol=1e-12)
 
 
 def test_bfloat16_corrections_stay_close_to_float32() -> None:

@@ -182,6 +182,8 @@ class AnalogLayerBase(nn.Module):
     # inputs; see :meth:`ideal_forward`.
     _ideal: bool = False
     _input_observer: Callable[[Tensor], None] | None = None
+    # Weight-modifier noise of the current optimiser step: ((weight version, strength), noise).
+    _weight_noise: tuple[tuple[int, float], Tensor] | None = None
     # Evaluation batches left on which the clipped input fraction is checked.
     _clip_checks_left: int = CLIP_CHECK_BATCHES
 
@@ -309,6 +311,7 @@ class AnalogLayerBase(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state["_generator"] = None  # generators are rebuilt from the seed on demand
+        state["_weight_noise"] = None  # keyed on the version of this weight tensor only
         return state
 
     # -- randomness -----------------------------------------------------------------------------
@@ -344,6 +347,25 @@ class AnalogLayerBase(nn.Module):
         return modify_weights(
             tiles, self.config.modifier, self.modifier_strength, self.noise_model, generator
         )
+
+    def _step_modified_tiles(self, tiles: Tensor, generator: torch.Generator) -> Tensor:
+        """The weight-modifier noise of the current optimiser step on ``tiles`` (training).
+
+        One draw per optimiser step, as aihwkit's C++ tile does: the noise is kept until the
+        weights change (an optimiser step, clipping or remapping bumps their version) or the
+        ramp strength changes, so every call of the layer between two steps (the time steps
+        of a recurrent layer, a layer shared in the network) sees the same noisy weights.
+        The gradient passes straight through.
+        """
+        modifier = self.config.modifier
+        if modifier.type == "none" and modifier.pdrop == 0:
+            return tiles
+        key = (self.weight._version, self.modifier_strength)
+        if self._weight_noise is None or self._weight_noise[0] != key:
+            base = tiles.detach()
+            noise = self._modified_tiles(base, generator).sub_(base)  # (tiles, out, rows)
+            self._weight_noise = (key, noise)
+        return tiles + self._weight_noise[1]
 
     # -- forward --------------------------------------------------------------------------------
     def _tile_inputs(self, x: Tensor) -> Tensor:
@@ -458,7 +480,9 @@ class AnalogLayerBase(nn.Module):
             assert self._weight_t is not None
             return self._weight_t
         tiles = self.reference_tiles()
-        if self.training or self.config.modifier.enable_during_test:
+        if self.training:
+            return self._step_modified_tiles(tiles, generator)
+        if self.config.modifier.enable_during_test:
             tiles = self._modified_tiles(tiles, generator)
         return tiles
 

@@ -10,7 +10,8 @@ the read noise and the output noise are drawn as one Gaussian of the summed vari
 exactly the same distribution as two draws and saves a pass over the outputs.
 
 The backward pass is that of an ideal crossbar (aihwkit's ``is_perfect`` backward): quantisers and
-noise pass gradients straight through, and outputs at the ADC bound get no gradient.
+noise pass gradients straight through, and outputs at the ADC bound pass no gradient to the
+inputs (the weight gradient keeps them, as in aihwkit).
 
 References:
     Rasch et al. 2023; ``docs/model.md#forward-order``, ``docs/model.md#tile-forward``.
@@ -412,10 +413,11 @@ class _AnalogMVM(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_z: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
+        grad_w = torch.bmm(grad_z.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        # The ADC-bound mask acts on the input gradient only (as in aihwkit).
         if ctx.bound_mask is not None:
             grad_z = grad_z * ctx.bound_mask
         grad_x = torch.bmm(grad_z, weight) if ctx.needs_input_grad[0] else None
-        grad_w = torch.bmm(grad_z.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
         return grad_x, grad_w, None, None, None, None
 
 
@@ -524,7 +526,7 @@ def analog_conv(
     carry the row weighting and the absolute values. IR drop, noise and ADC then act per output
     pixel exactly as per MVM output. Equal in distribution to :func:`analog_mvm` on the unfolded
     patches (the noise is drawn in another order). The backward is that of :func:`analog_mvm`:
-    the ideal product of the unquantised input, none for outputs at the ADC bound.
+    the ideal product of the unquantised input, no input gradient for outputs at the ADC bound.
 
     Args:
         x: ``(batch, tiles * channels, H, W)`` normalised inputs of every stacked tile (after
@@ -576,9 +578,50 @@ def analog_conv(
         )
     if not recorded:
         return noisy
-    # Straight-through: the value of the noisy forward, the gradient of the ideal product of the
-    # unquantised input (as analog_mvm's backward), none for outputs at the ADC bound.
-    ideal = F.conv2d(x, kernels.weight, **options).view(shape)
-    delta = ideal - ideal.detach()
-    mask = gradient_mask(noisy, forward)
-    return noisy + (delta if mask is None else delta * mask)
+    # Straight-through: the value of the noisy forward, the gradients of the ideal product of
+    # the unquantised input (as analog_mvm's backward), no input gradient at the ADC bound.
+    out: Tensor = _StraightThroughConv.apply(
+        x, kernels.weight, noisy, gradient_mask(noisy, forward), options
+    )
+    return out
+
+
+class _StraightThroughConv(torch.autograd.Function):
+    """The value of a noisy grouped convolution, the gradients of the ideal one.
+
+    The input gradient is that of ``conv2d(x, weight)`` with the output gradient zeroed where
+    ``mask`` is False (outputs at the ADC bound); the weight gradient is unmasked (aihwkit).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: Tensor,
+        weight: Tensor,
+        noisy: Tensor,
+        mask: Tensor | None,
+        options: dict[str, Any],
+    ) -> Tensor:
+        ctx.save_for_backward(x, weight, mask)
+        ctx.options = options
+        return noisy.view_as(noisy)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, weight, mask = ctx.saved_tensors
+        o = ctx.options
+        conv_args = (None, o["stride"], o["padding"], o["dilation"], False, [0, 0], o["groups"])
+        grad_x = grad_w = None
+        # (batch, tiles, out, H_out, W_out) -> (batch, tiles * out, H_out, W_out)
+        if ctx.needs_input_grad[1]:
+            flat = grad.reshape(grad.shape[0], -1, *grad.shape[3:])
+            grad_w = torch.ops.aten.convolution_backward(
+                flat, x, weight, *conv_args, [False, True, False]
+            )[1]
+        if ctx.needs_input_grad[0]:
+            masked = grad if mask is None else grad * mask
+            flat = masked.reshape(grad.shape[0], -1, *grad.shape[3:])
+            grad_x = torch.ops.aten.convolution_backward(
+                flat, x, weight, *conv_args, [True, False, False]
+            )[0]
+        return grad_x, grad_w, None, None, None

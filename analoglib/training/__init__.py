@@ -31,6 +31,7 @@ from analoglib.training.loops import (
     fit,
     make_optimizer,
 )
+from analoglib.training.weight_space import weight_space_updates
 
 __all__ = [
     "OPTIMIZERS",
@@ -47,6 +48,7 @@ __all__ = [
     "post_update_step",
     "remap_weights",
     "set_modifier_strength",
+    "weight_space_updates",
 ]
 
 __getattr__ = moved_names(__name__, hwa.MOVED_NAMES)

@@ -4,12 +4,15 @@ HWA training trains a converted model with the full standard forward model activ
 quantisation, IR drop, read and output noise; ideal backward), learned per-tile input ranges
 (initialised from data over the first ``init_from_data`` batches, then trained) and learned
 per-column output scales. The analog layers do all of that in ``train()`` mode by themselves,
-together with the weight-noise modifier of ``config.modifier`` (one draw per mini-batch from
-the layer's own generator). This module adds what happens between the steps:
+together with the weight-noise modifier of ``config.modifier`` (one draw per optimiser step
+from the layer's own generator). Optimiser steps act on the effective weights
+(:func:`~analoglib.training.weight_space_updates`, registered by ``fit``). This module adds
+what happens between the steps:
 
 * :func:`post_update_step` after every optimiser step: clip the normalised weights
   (``config.clip``), then remap them per column (``config.remap``) with the factor moved into
-  the digital scales, so the layer computes the same function. It works with any plain
+  the digital scales and the learned output scales folded into them, so the layer computes
+  the same function. It works with any plain
   ``torch.optim`` optimiser and with :func:`analoglib.training.fit` (``after_step``).
 * :class:`ModifierRamp`: the modifier strength rises linearly from 0 to ``std_dev`` over a
   number of optimiser steps (a callback of the training loop; :func:`set_modifier_strength`
@@ -115,7 +118,7 @@ def remap_weights(layer: AnalogLayerBase) -> None:
     (``mapping.weight_scaling_omega``, 1 in the standard model); ``layerwise_symmetric``: each
     tile's abs-max does. The scales ``s`` are multiplied by the same factors, so
     ``s * W~`` (and with an ideal forward the layer output) is unchanged. All-zero columns keep
-    factor 1.
+    factor 1. The learned output scales ``gamma`` are then folded into ``s`` and reset to 1.
 
     References:
         ``docs/model.md#hwa-noise`` (remap types).
@@ -133,7 +136,11 @@ def remap_weights(layer: AnalogLayerBase) -> None:
     factor = torch.where(factor > 0, factor, torch.ones_like(factor))
     weight = layer._matrices(layer.weight)  # (groups, out, in)
     weight.div_(m.expand_to_weights(factor))
-    layer.mapping_scales.mul_(factor)
+    # The learned output scales are folded into the mapping and restart at 1 (as aihwkit does
+    # after every remap), so s * gamma * W~ is unchanged.
+    gamma = layer.out_scales.expand(m.n_stacked, m.out_features)
+    layer.mapping_scales.mul_(factor * gamma)
+    layer.out_scales.fill_(1.0)
 
 
 @torch.no_grad()
@@ -151,8 +158,11 @@ def _sync_input_ranges(layer: AnalogLayerBase) -> None:
 def post_update_step(model: nn.Module) -> None:
     """What follows every optimiser step of HWA training: clip, then remap, every layer.
 
-    Use it with any plain ``torch.optim`` optimiser::
+    Use it with any plain ``torch.optim`` optimiser, whose steps act on the effective
+    weights once :func:`~analoglib.training.weight_space_updates` is registered::
 
+        al.training.weight_space_updates(optimizer, model)  # once
+        ...
         loss.backward()
         optimizer.step()
         al.training.post_update_step(model)

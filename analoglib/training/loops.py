@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from analoglib.training.weight_space import weight_space_updates
 from analoglib.utils import model_device, progress_enabled
 
 __all__ = [
@@ -137,7 +138,9 @@ def fit(
         seed: Seed of the model's own random draws during training.
         optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9), or a ready ``torch.optim``
             optimiser over the model's parameters; its state (momenta, learning rate) then
-            carries over between calls, and ``lr`` and ``weight_decay`` are not used.
+            carries over between calls, and ``lr`` and ``weight_decay`` are not used. Steps
+            act on the effective weights of analog layers
+            (:func:`~analoglib.training.weight_space_updates`, registered for the call).
         weight_decay: L2 weight decay of the optimiser.
         progress: Show a progress bar (also off when ``ANALOGLIB_PROGRESS=0``).
         loss_fn: ``loss_fn(outputs, targets)``; cross-entropy by default.
@@ -145,7 +148,8 @@ def fit(
         batch_loss: ``batch_loss(model, batch) -> (loss, n_samples)`` for batches that are not
             ``(inputs, targets)`` pairs (language models, tokenised text); replaces ``loss_fn``.
         max_steps: Optimiser steps per epoch at most; 0 means the whole loader.
-        grad_clip: Clip the gradient norm to this value before each step; 0 means no clipping.
+        grad_clip: Clip the gradient norm (of dL/dW for analog weights) to this value before
+            each step; 0 means no clipping.
         lr_decay: Multiply the learning rate by this factor after every epoch.
 
     Returns:
@@ -172,37 +176,49 @@ def fit(
         opt = make_optimizer(
             optimizer, (p for p in model.parameters() if p.requires_grad), lr, weight_decay
         )
+    # Steps on the effective weights of analog layers; the gradient clip runs after that
+    # conversion (hooks run in registration order), on dL/dW as in plain training.
+    handles = list(weight_space_updates(opt, model))
+    if grad_clip > 0:
+        params = [p for p in model.parameters() if p.requires_grad]
+
+        def clip_gradients(*_: Any) -> None:
+            nn.utils.clip_grad_norm_(params, grad_clip)
+
+        handles.append(opt.register_step_pre_hook(clip_gradients))
     device = model_device(model)
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
     history: list[float] = []
     model.train()
     bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress_enabled(progress))
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(seed)
-        for _ in bar:
-            total, count = 0.0, 0
-            for step, batch in enumerate(loader):
-                if max_steps and step >= max_steps:
-                    break
-                opt.zero_grad(set_to_none=True)
-                if batch_loss is not None:
-                    loss, n_samples = batch_loss(model, batch)
-                else:
-                    inputs, targets = _split_batch(batch, device)
-                    loss, n_samples = criterion(model(inputs), targets), len(targets)
-                loss.backward()
-                if grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                opt.step()
-                if after_step is not None:
-                    after_step(model)
-                total += float(loss.detach()) * n_samples
-                count += n_samples
-            history.append(total / max(count, 1))
-            for group in opt.param_groups:
-                group["lr"] *= lr_decay
-            bar.set_postfix(loss=f"{history[-1]:.4f}")
-    bar.close()
+    try:
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(seed)
+            for _ in bar:
+                total, count = 0.0, 0
+                for step, batch in enumerate(loader):
+                    if max_steps and step >= max_steps:
+                        break
+                    opt.zero_grad(set_to_none=True)
+                    if batch_loss is not None:
+                        loss, n_samples = batch_loss(model, batch)
+                    else:
+                        inputs, targets = _split_batch(batch, device)
+                        loss, n_samples = criterion(model(inputs), targets), len(targets)
+                    loss.backward()
+                    opt.step()
+                    if after_step is not None:
+                        after_step(model)
+                    total += float(loss.detach()) * n_samples
+                    count += n_samples
+                history.append(total / max(count, 1))
+                for group in opt.param_groups:
+                    group["lr"] *= lr_decay
+                bar.set_postfix(loss=f"{history[-1]:.4f}")
+    finally:
+        bar.close()
+        for handle in handles:
+            handle.remove()
     return history
 
 
