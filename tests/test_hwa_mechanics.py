@@ -52,11 +52,20 @@ def _train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int) -> No
         optimizer.step()
 
 
-@pytest.mark.parametrize("kind", ["sgd", "sgd_momentum_decay", "adam"])
+class _SubclassedSGD(torch.optim.SGD):
+    """An optimiser whose step calls super().step(): torch then fires step hooks twice."""
+
+    def step(self, closure: object = None) -> object:  # type: ignore[override]
+        return super().step(closure)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["sgd", "sgd_momentum_decay", "adam", "subclass"])
 def test_steps_act_on_the_effective_weights_as_plain_training(kind: str) -> None:
     def make(params: list[nn.Parameter]) -> torch.optim.Optimizer:
         if kind == "sgd":
             return torch.optim.SGD(params, lr=0.05)
+        if kind == "subclass":
+            return _SubclassedSGD(params, lr=0.05)
         if kind == "sgd_momentum_decay":
             return torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-2)
         return torch.optim.Adam(params, lr=0.01)

@@ -95,7 +95,13 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                 "lr": 7.5e-3,
                 "optimizer": "sgd",
                 "weight_decay": 1e-3,
-                "ramp_steps": 20 * 1000,
+                # Batch 128: 391 steps per epoch. The paper's x1/20 for epochs 0-1 becomes a
+                # linear warm-up over those two epochs; x0.1 from 300, x0.01 from 500.
+                "warmup_steps": 2 * 391,
+                "schedule": "step",
+                "decay_epochs": (300, 500),
+                "decay_gamma": 0.1,
+                "ramp_steps": 20 * 391,
             },
             "config": {"modifier": {"type": "pcm_noise", "std_dev": 3.0}},
             "eval_batches": 0,
@@ -166,7 +172,7 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "calibration_batches": 8,
         },
         "paper": {
-            "recipe": {"epochs": 20, "lr": 5e-5, "grad_clip": 1.0},
+            "recipe": {"epochs": 20, "lr": 5e-5, "optimizer": "adamw", "grad_clip": 1.0},
             "config": {"modifier": {"type": "add_normal", "std_dev": 0.06}},
             "eval_batches": 0,
             "calibration_batches": 20,

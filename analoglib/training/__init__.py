@@ -25,6 +25,8 @@ from analoglib.training.hwa import (
 )
 from analoglib.training.loops import (
     OPTIMIZERS,
+    SCHEDULES,
+    LRSchedule,
     TrainRecipe,
     accuracy,
     classification_eval_fn,
@@ -36,7 +38,9 @@ from analoglib.training.weight_space import weight_space_updates
 __all__ = [
     "OPTIMIZERS",
     "HWARecipe",
+    "LRSchedule",
     "ModifierRamp",
+    "SCHEDULES",
     "TrainRecipe",
     "accuracy",
     "classification_eval_fn",

@@ -6,6 +6,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,7 +16,38 @@ from torch.utils.hooks import RemovableHandle
 from analoglib.nn.base import AnalogLayerBase
 from analoglib.nn.convert import analog_layers
 
-__all__ = ["weight_space_updates"]
+__all__ = ["register_step_hooks", "weight_space_updates"]
+
+
+def register_step_hooks(
+    optimizer: torch.optim.Optimizer,
+    before: Callable[[], None],
+    after: Callable[[], None],
+) -> tuple[RemovableHandle, RemovableHandle]:
+    """Run ``before()`` and ``after()`` once around every ``optimizer.step()``.
+
+    torch runs step hooks once per patched ``step`` in the call chain, so an optimiser subclass
+    whose ``step`` calls ``super().step()`` fires them twice; the hooks here act only at the
+    outermost level.
+
+    Returns:
+        The handles of the pre-hook and the post-hook.
+    """
+    depth = 0
+
+    def pre(*_: Any) -> None:
+        nonlocal depth
+        depth += 1
+        if depth == 1:
+            before()
+
+    def post(*_: Any) -> None:
+        nonlocal depth
+        if depth == 1:
+            after()
+        depth -= 1
+
+    return optimizer.register_step_pre_hook(pre), optimizer.register_step_post_hook(post)
 
 
 def _effective_weight_factor(layer: AnalogLayerBase) -> Tensor:
@@ -61,7 +93,7 @@ def weight_space_updates(
     layers = [layer for layer in analog_layers(model) if layer.weight.requires_grad]
     factors: list[tuple[AnalogLayerBase, Tensor]] = []
 
-    def to_weight_space(*_: Any) -> None:
+    def to_weight_space() -> None:
         factors.clear()
         with torch.no_grad():
             for layer in layers:
@@ -73,13 +105,10 @@ def weight_space_updates(
                 grad.div_(factor)
                 factors.append((layer, factor))
 
-    def to_normalised(*_: Any) -> None:
+    def to_normalised() -> None:
         with torch.no_grad():
             for layer, factor in factors:
                 layer.weight.div_(factor)
         factors.clear()
 
-    return (
-        optimizer.register_step_pre_hook(to_weight_space),
-        optimizer.register_step_post_hook(to_normalised),
-    )
+    return register_step_hooks(optimizer, to_weight_space, to_normalised)

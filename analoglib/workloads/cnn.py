@@ -14,9 +14,10 @@ dataset        digits         fashion_mnist     cifar10 (hub)
 depth, width   8, 8           20, 16            32, 16
 epochs         2              3                 200
 batch_size     32             128               128
-optimizer, lr  adam, 0.01     adam, 0.002       sgd (momentum 0.9), 0.1
+optimizer, lr  adam, 0.01     adam, 0.002       sgd (momentum 0.9), 0.05
 weight_decay   0              0                 5e-4
-lr_decay       1.0            0.4 per epoch     0.98 per epoch
+lr_decay       1.0            0.4 per epoch     1.0
+schedule       constant       constant          cosine
 crop, flip     0, no          0, no             4 px, yes
 ============== ============== ================= ===========================
 
@@ -26,8 +27,9 @@ The workload parameters:
   ``data_source`` needed), ``"fashion_mnist"`` (offline or hub) or ``"cifar10"`` (hub).
 - ``depth``: ResNet depth ``6n + 2`` (8, 20, 32, ...).
 - ``width``: Channels of the first stage (16 in He et al. 2016).
-- ``epochs``, ``lr``, ``optimizer``, ``weight_decay``, ``lr_decay``, ``max_steps``: the
-  :class:`~analoglib.training.TrainRecipe`.
+- ``epochs``, ``lr``, ``optimizer``, ``weight_decay``, ``lr_decay``, ``schedule``,
+  ``max_steps``: the :class:`~analoglib.training.TrainRecipe` (paper: aihwkit's HWA tutorial
+  recipe, ``docs/model.md#recipe-choices``).
 - ``batch_size``: Training batch size.
 - ``eval_batch_size``: Evaluation batch size.
 - ``max_eval_batches``: Evaluate on the first this many test batches (0: the whole test set).
@@ -89,6 +91,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "lr": 0.01,
         "weight_decay": 0.0,
         "lr_decay": 1.0,
+        "schedule": "constant",
         "max_steps": 0,
         "crop_padding": 0,
         "hflip": False,
@@ -105,6 +108,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "lr": 0.002,
         "weight_decay": 0.0,
         "lr_decay": 0.4,
+        "schedule": "constant",
         "max_steps": 0,
         "crop_padding": 0,
         "hflip": False,
@@ -118,9 +122,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "eval_batch_size": 500,
         "max_eval_batches": 0,
         "optimizer": "sgd",
-        "lr": 0.1,
+        "lr": 0.05,
         "weight_decay": 5e-4,
-        "lr_decay": 0.98,
+        "lr_decay": 1.0,
+        "schedule": "cosine",
         "max_steps": 0,
         "crop_padding": 4,
         "hflip": True,

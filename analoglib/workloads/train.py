@@ -77,6 +77,7 @@ def train_fp(workload: Workload, retrain: bool = False, progress: bool = True) -
         max_steps=recipe.max_steps,
         grad_clip=recipe.grad_clip,
         lr_decay=recipe.lr_decay,
+        schedule=recipe.lr_schedule,
     )
     workload.model.eval()
     with torch.no_grad():
@@ -253,6 +254,9 @@ def train_hwa(
             max_steps=recipe.max_steps,
             grad_clip=recipe.grad_clip,
             lr_decay=recipe.lr_decay,
+            schedule=recipe.lr_schedule,
+            start_epoch=epoch,
+            total_epochs=recipe.epochs,
         )
         atomic_save(
             {
