@@ -9,6 +9,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+import torch
 
 import analoglib as al
 import analoglib.workloads.transformer  # noqa: F401  (registers "transformer")
@@ -40,15 +41,85 @@ def _results() -> pd.DataFrame:
 
 def test_hwa_configs_fix_or_learn_the_input_ranges() -> None:
     fixed, learned = study.hwa_config(False, 8), study.hwa_config(True, 8)
+    # Both initialise their ranges from data (as aihwkit does); only one learns them.
     assert not fixed.pre_post.input_range.learn_input_range
-    assert fixed.pre_post.input_range.init_from_data == 0  # stays at 3.0
+    assert fixed.pre_post.input_range.init_from_data == 8
     assert learned.pre_post.input_range.learn_input_range
     assert learned.pre_post.input_range.init_from_data == 8
     assert study.hwa_config(True).pre_post.input_range.init_from_data == 100
     assert fixed.differences(al.presets.lammie_2024()) == [
-        "pre_post.input_range.init_from_data: 0 != 100",
+        "pre_post.input_range.init_from_data: 8 != 100",
         "pre_post.input_range.learn_input_range: False != True",
     ]
+    # The clip is a parameter: off, or any number of standard deviations.
+    assert study.hwa_config(False, 8, None).clip.type == "none"
+    assert study.hwa_config(False, 8, 2.5).clip.sigma == 2.5
+    with pytest.raises(ValueError, match="clip_sigma = -1"):
+        study.hwa_config(False, 8, -1)
+
+
+def test_deploy_clip_cuts_outliers_and_keeps_the_rest() -> None:
+    torch.manual_seed(0)
+    digital = torch.nn.Linear(64, 8)
+    with torch.no_grad():
+        digital.weight[0, 0] = 10.0  # one outlier far beyond 2.5 std of the tile
+    model = al.convert_to_analog(digital, al.presets.lammie_2024())
+    before = model.digital_weight().detach().clone()
+    study.deploy_clip(model, 2.5)
+    after = model.digital_weight().detach()
+    assert after[0, 0] < 0.5 * before[0, 0]  # the outlier is cut
+    inside = before.abs() < 0.1
+    assert torch.allclose(after[inside], before[inside], rtol=1e-5, atol=1e-7)  # the rest kept
+    assert float(model.reference_tiles().detach().abs().max()) == pytest.approx(1.0)  # remapped
+    unchanged = al.convert_to_analog(digital, al.presets.lammie_2024())
+    study.deploy_clip(unchanged, None)
+    assert torch.equal(unchanged.digital_weight(), before)
+
+
+def test_eval_splits_are_disjoint() -> None:
+    selection, test = study.EvalSplit.selection_and_test(8, 16)
+    assert (selection.skip_batches, selection.max_batches) == (0, 8)
+    assert (test.skip_batches, test.max_batches) == (8, 16)
+    with pytest.raises(ValueError, match="selection_batches"):
+        study.EvalSplit.selection_and_test(0)
+
+
+def test_choose_value_and_findings() -> None:
+    rows = []
+    for clip, level in (("2 σ", 70.0), ("off", 60.0)):
+        for rep in range(3):
+            for name, bonus in (
+                ("ideal", 20),
+                ("fixed", 0),
+                ("pt_input", 1),
+                ("pt_conductance", 5),
+                ("pt_both", 6),
+            ):
+                score = level + bonus + (0.5 if clip == "off" and name == "pt_both" else 0) + rep
+                rows.append(
+                    {
+                        "task": "sst2",
+                        "clip": clip,
+                        "rep": rep,
+                        "configuration": name,
+                        "score": score,
+                    }
+                )
+    sweep = pd.DataFrame(rows)
+    assert study.choose_value(sweep, "clip", "pt_both") == "2 σ"
+    with pytest.raises(ValueError, match="'learned'"):
+        study.choose_value(sweep, "clip", "learned")
+    test_scores = study.scores_at(_results(), 3600)
+    found = study.findings(sweep, test_scores, "2 σ")
+    assert found["by_clip"]["2 σ"]["fixed_loss"] == pytest.approx(20.0)
+    gain = found["by_clip"]["off"]["gain"]["pt_both"]
+    assert gain["mean"] == pytest.approx(6.5) and gain["se"] == pytest.approx(0.0)
+    assert "2 σ" in study.sweep_table(sweep, "clip").columns
+    fig = study.plot_clip_sweep(sweep, labels=study.configuration_labels(), title="sst2")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["clip 2 σ", "clip off"]
+    plt.close(fig)
 
 
 def test_configurations_cover_the_published_table() -> None:
@@ -71,11 +142,14 @@ def test_scores_tables_and_best_worst() -> None:
     table = study.comparison_table(scores)
     assert list(table.index) == [
         "ideal (HWA weights, no noise)",
-        "fixed ranges, no tuning",
+        "fixed ranges (from data), no tuning",
         "PT input + conductance",
     ]
     assert table.loc["PT input + conductance", "average"] == "81.0"
-    assert table.loc["fixed ranges, no tuning", "published GLUE average (Lammie 2024)"] == "76.3"
+    assert (
+        table.loc["fixed ranges (from data), no tuning", "published GLUE average (Lammie 2024)"]
+        == "76.3"
+    )
     with pytest.raises(ValueError, match="t_inference_s = 60"):
         study.scores_at(results, 60)
     with pytest.raises(ValueError, match="stsb"):

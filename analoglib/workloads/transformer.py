@@ -231,23 +231,31 @@ def build_transformer(parameters: dict[str, Any]) -> Workload:
         return loss, len(labels)
 
     def evaluate(
-        model: nn.Module, max_batches: int | None = None, progress: bool = False
+        model: nn.Module,
+        max_batches: int | None = None,
+        progress: bool = False,
+        skip_batches: int = 0,
     ) -> dict[str, float]:
         """The task's GLUE metrics and ``error`` of ``model`` on the validation batches.
 
         ``max_batches`` overrides the profile's ``max_eval_batches`` for this call (0: all), so
         a study can evaluate fewer batches without changing the workload's parameters (and
         thereby its checkpoint): ``functools.partial(workload.evaluate, max_batches=4)``.
+        ``skip_batches`` leaves out the first validation batches (a study that chooses its
+        settings on them reports on the rest); ``max_batches`` counts after them.
         """
         limit = (
             max_eval_batches if max_batches is None else check_int("max_batches", max_batches, 0)
         )
+        skip = check_int("skip_batches", skip_batches, 0)
         model.eval()
         predictions, targets = [], []
         bar = tqdm(eval_loader, desc="eval", leave=False, disable=not progress_enabled(progress))
         with torch.no_grad():
             for index, batch in enumerate(bar):
-                if limit and index >= limit:
+                if index < skip:
+                    continue
+                if limit and index - skip >= limit:
                     break
                 logits, labels = logits_of(model, batch)
                 predictions.append(
@@ -255,6 +263,11 @@ def build_transformer(parameters: dict[str, Any]) -> Workload:
                 )  # (batch,)
                 targets.append(labels)
         bar.close()
+        if not predictions:
+            raise ValueError(
+                f"skip_batches = {skip} is not allowed: it leaves none of the "
+                f"{len(eval_loader)} validation batches."
+            )
         return glue_metrics(
             task.name, torch.cat(predictions).cpu().numpy(), torch.cat(targets).cpu().numpy()
         )
