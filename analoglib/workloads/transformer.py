@@ -24,8 +24,9 @@ Hugging Face ``AutoModelForSequenceClassification``. ``analoglib.convert_to_anal
 ``nn.Linear`` layers (attention projections, feed-forward layers, pooler, head) to crossbars and
 keeps embeddings, LayerNorm and the attention softmax digital, as in Lammie et al. 2024.
 
-Optimiser: ``fit`` offers Adam and SGD; with weight decay 0, Adam is exactly AdamW, which is
-what the profiles use. The learning rate is constant (no warm-up or linear decay).
+Optimiser: the FP fine-tuning uses Adam at weight decay 0, which is exactly AdamW (``fit`` also
+offers ``"adamw"`` with decoupled weight decay), at a constant learning rate (no warm-up or
+linear decay): Lammie et al. 2024 give no FP recipe (``docs/model.md#recipe-choices``).
 
 References:
     Lammie et al. 2024 (``docs/model.md#recipe-lammie``, ``docs/model.md#post-training``,
