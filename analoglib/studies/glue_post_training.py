@@ -441,6 +441,32 @@ class _TaskArgs:
     device: str
     workload_overrides: tuple[tuple[str, Any], ...]
 
+    @classmethod
+    def build(
+        cls,
+        task: str,
+        recipe: HWARecipe,
+        init_from_data: int | None,
+        train_clip_sigma: float | None,
+        workload_profile: str,
+        data_source: str,
+        seed: int,
+        device: torch.device | str,
+        workload_overrides: Mapping[str, Any],
+    ) -> _TaskArgs:
+        """The arguments of :func:`run_task` and :func:`hwa_models`, normalised."""
+        return cls(
+            task=task,
+            recipe=recipe,
+            init_from_data=init_from_data,
+            train_clip_sigma=train_clip_sigma,
+            workload_profile=workload_profile,
+            data_source=data_source,
+            seed=seed,
+            device=str(torch.device(device)),
+            workload_overrides=tuple(sorted(workload_overrides.items())),
+        )
+
 
 @dataclass
 class _TaskModels:
@@ -610,17 +636,10 @@ def run_task(
     Returns:
         The :class:`TaskResult`.
     """
-    args = _TaskArgs(
-        task=task,
-        recipe=recipe,
-        init_from_data=init_from_data,
-        train_clip_sigma=train_clip_sigma,
-        workload_profile=workload_profile,
-        data_source=data_source,
-        seed=seed,
-        device=str(torch.device(device)),
-        workload_overrides=tuple(sorted(workload_overrides.items())),
-    )
+    args = _TaskArgs.build(
+        task, recipe, init_from_data, train_clip_sigma, workload_profile, data_source, seed,
+        device, workload_overrides,
+    )  # fmt: skip
     trainings = list(dict.fromkeys(c.training for c in configurations))
     models = _task_models(args, trainings, retrain, progress)
     times = tuple(float(t) for t in t_inferences)
@@ -683,17 +702,10 @@ def hwa_models(
     Returns:
         ``(fp_model, {training: analog model})``.
     """
-    args = _TaskArgs(
-        task=task,
-        recipe=recipe,
-        init_from_data=init_from_data,
-        train_clip_sigma=train_clip_sigma,
-        workload_profile=workload_profile,
-        data_source=data_source,
-        seed=seed,
-        device=str(torch.device(device)),
-        workload_overrides=tuple(sorted(workload_overrides.items())),
-    )
+    args = _TaskArgs.build(
+        task, recipe, init_from_data, train_clip_sigma, workload_profile, data_source, seed,
+        device, workload_overrides,
+    )  # fmt: skip
     models = _task_models(args, trainings, False, progress)
     return models.workload.model, {name: pair[0] for name, pair in models.trained.items()}
 
@@ -885,9 +897,12 @@ def scores_at(results: pd.DataFrame, t_inference_s: float = 3600.0) -> pd.DataFr
     rows = results[results["t_inference_s"] == float(t_inference_s)]
     if rows.empty:
         raise ValueError(f"t_inference_s = {t_inference_s!r} is not among the evaluated times.")
-    table = rows.groupby(["configuration", "task"], sort=False)["score"].agg(
-        mean="mean", std="std", n_reps="count"
-    )
+    return _score_stats(rows.groupby(["configuration", "task"], sort=False)["score"])
+
+
+def _score_stats(grouped: Any) -> pd.DataFrame:
+    """``mean``, ``std`` (0 for one value), ``n_reps`` and ``se`` of grouped scores."""
+    table = grouped.agg(mean="mean", std="std", n_reps="count")
     table["std"] = table["std"].fillna(0.0)
     table["se"] = table["std"] / table["n_reps"] ** 0.5
     return table
@@ -1082,9 +1097,7 @@ def sweep_table(results: pd.DataFrame, column: str) -> pd.DataFrame:
         column: The swept setting (``clip`` of :func:`clip_sweep`, ``percentile`` of
             :func:`percentile_sweep`).
     """
-    grouped = results.groupby(["configuration", column], sort=False)["score"]
-    stats = grouped.agg(["mean", "std", "count"])
-    stats["se"] = stats["std"].fillna(0.0) / stats["count"] ** 0.5
+    stats = _score_stats(results.groupby(["configuration", column], sort=False)["score"])
     text = stats.apply(lambda row: f"{row['mean']:.1f} ± {row['se']:.1f}", axis=1)
     return text.unstack(column)
 
@@ -1160,12 +1173,11 @@ def plot_clip_sweep(
     names = [c for c in SWEEP_CONFIGURATIONS if c in set(sweep["configuration"])]
     for k, name in enumerate(names):
         rows = sweep[sweep["configuration"] == name].groupby("clip", sort=False)["score"]
-        stats = rows.agg(["mean", "std", "count"]).reindex(clips)
-        se = stats["std"].fillna(0.0) / stats["count"] ** 0.5
+        stats = _score_stats(rows).reindex(clips)
         line = ax.errorbar(
             positions + 0.06 * (k - (len(names) - 1) / 2),
             stats["mean"],
-            yerr=se,
+            yerr=stats["se"],
             marker="o",
             capsize=2,
             linestyle="--" if name == "ideal" else "-",
