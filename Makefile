@@ -54,6 +54,9 @@ NBSTRIPOUT_ARGS = --extra-keys "metadata.papermill cell.metadata.papermill"
 NBVAL_ARGS = --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
 	$(if $(wildcard tests/nbval_sanitize.cfg),--nbval-sanitize-with tests/nbval_sanitize.cfg)
 PYTEST_WORKERS ?= 2
+# Only these targets write the committed outputs (figures/, build/results/<profile>/); a
+# notebook's own default output_dir is build/scratch, so exploratory runs never touch them.
+COMMITTED = -p output_dir committed
 
 BANNER = echo "== make $@ [$$(date -u +%H:%M:%S) UTC]"
 # Shell tail for recipes that set rc from pytest: exit code 5 (no tests collected) is
@@ -148,8 +151,8 @@ smoke: $(ENV_STAMP) ## every notebook at its smoke profile (papermill prepare + 
 			echo "make smoke: missing $$yaml (smoke parameters for notebooks/$$stem.ipynb)" >&2; \
 			exit 1; \
 		fi; \
-		echo "+ papermill --prepare-only -k python3 -f $$yaml $$inject notebooks/$$stem.ipynb build/smoke/$$name.ipynb"; \
-		$(PY) -m papermill --prepare-only -k python3 -f "$$yaml" $$inject \
+		echo "+ papermill --prepare-only -k python3 -f $$yaml $$inject $(COMMITTED) notebooks/$$stem.ipynb build/smoke/$$name.ipynb"; \
+		$(PY) -m papermill --prepare-only -k python3 -f "$$yaml" $$inject $(COMMITTED) \
 			"notebooks/$$stem.ipynb" "build/smoke/$$name.ipynb"; \
 	done
 	@rc=0; \
@@ -172,9 +175,9 @@ notebooks: $(ENV_STAMP) ## run every notebook at its default profile into build/
 	@mkdir -p build/executed
 	@for run in $(NB_RUNS); do \
 		$(SPLIT_RUN); \
-		echo "+ papermill notebooks/$$stem.ipynb build/executed/$$name.ipynb -k python3 --cwd notebooks --log-output $$inject"; \
+		echo "+ papermill notebooks/$$stem.ipynb build/executed/$$name.ipynb -k python3 --cwd notebooks --log-output $$inject $(COMMITTED)"; \
 		$(PY) -m papermill "notebooks/$$stem.ipynb" "build/executed/$$name.ipynb" \
-			-k python3 --cwd notebooks --log-output $$inject; \
+			-k python3 --cwd notebooks --log-output $$inject $(COMMITTED); \
 	done
 
 figures: notebooks ## `notebooks`, then regenerate figures/README.md
@@ -187,10 +190,10 @@ paper: $(ENV_STAMP) ## paper profile into build/paper/ (needs network, usually a
 		$(SPLIT_RUN); \
 		yaml="notebooks/params/paper/$$stem.yaml"; \
 		if [ ! -f "$$yaml" ]; then echo "make paper: no $$yaml, skipping $$name"; continue; fi; \
-		echo "+ papermill notebooks/$$stem.ipynb build/paper/$$name.ipynb -k python3 --cwd notebooks --log-output -f $$yaml $$inject"; \
+		echo "+ papermill notebooks/$$stem.ipynb build/paper/$$name.ipynb -k python3 --cwd notebooks --log-output -f $$yaml $$inject $(COMMITTED)"; \
 		env -u HF_HUB_OFFLINE -u HF_DATASETS_OFFLINE -u TRANSFORMERS_OFFLINE \
 			$(PY) -m papermill "notebooks/$$stem.ipynb" "build/paper/$$name.ipynb" \
-			-k python3 --cwd notebooks --log-output -f "$$yaml" $$inject; \
+			-k python3 --cwd notebooks --log-output -f "$$yaml" $$inject $(COMMITTED); \
 	done
 
 benchmark: $(ENV_STAMP) ## whole-model, forward-pass, HWA training-step and programming benchmarks

@@ -153,13 +153,16 @@ def subplots(
     return plt.subplots(nrows, ncols, figsize=(_width_in(width), height), **kwargs)
 
 
-def savefig(fig: Figure, name: str, profile: str = "default") -> list[Path]:
-    """Write a figure as vector PDF and 300-dpi PNG into the profile's figure folder.
+def savefig(
+    fig: Figure, name: str, profile: str = "default", output_dir: str = "committed"
+) -> list[Path]:
+    """Write a figure as vector PDF and 300-dpi PNG into the run's figure folder.
 
     The files are ``<name>.pdf`` and ``<name>.png`` in
-    :meth:`analoglib.utils.paths.figures_dir` (``figures/`` for the default profile,
-    ``build/<profile>/figures/`` otherwise). Metadata that changes from run to run (software
-    version, creation date) is left out, so the same figure gives the same bytes.
+    :meth:`analoglib.utils.paths.figures_dir` (with ``output_dir = "committed"``:
+    ``figures/`` for the default profile, ``build/<profile>/figures/`` otherwise; any other
+    ``output_dir``: ``<output_dir>/<profile>/figures/``). Metadata that changes from run to
+    run (software version, creation date) is left out, so the same figure gives the same bytes.
 
     Args:
         fig: The figure.
@@ -167,6 +170,7 @@ def savefig(fig: Figure, name: str, profile: str = "default") -> list[Path]:
             ``NN_<slug>__<run>__<panel>`` for one of several runs of a notebook, e.g.
             ``"02_hwa_retraining__cnn__accuracy_vs_time"``.
         profile: ``"default"``, ``"smoke"`` or ``"paper"``; only routes the files.
+        output_dir: ``"committed"`` or a folder, relative to the project root.
 
     Returns:
         The paths of the PDF and the PNG file, in that order.
@@ -179,7 +183,7 @@ def savefig(fig: Figure, name: str, profile: str = "default") -> list[Path]:
             f"name = {name!r} is not allowed: expected 'NN_<slug>__<panel>' in lower-case "
             "snake case, e.g. '00_quickstart__accuracy_vs_time'."
         )
-    folder = paths.figures_dir(profile)
+    folder = paths.figures_dir(profile, output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     pdf = folder / f"{name}.pdf"
     png = folder / f"{name}.png"

@@ -18,8 +18,10 @@ from analoglib._version import __version__
 from analoglib.cache import atomic_write_text, jsonable
 
 __all__ = [
+    "COMMITTED_OUTPUTS",
     "DATA_SOURCES",
     "PROFILES",
+    "SCRATCH_OUTPUTS",
     "check_int",
     "derive_seed",
     "get_device",
@@ -37,6 +39,11 @@ __all__ = [
 PROFILES = ("smoke", "default", "paper")
 #: Where data and models come from: the shipped offline assets, or the public hubs.
 DATA_SOURCES = ("offline", "hub")
+#: ``output_dir`` value that writes a run's figures and results JSON to the project's own
+#: folders (``figures/``, ``build/results/<profile>/``); only the Makefile's targets pass it.
+COMMITTED_OUTPUTS = "committed"
+#: Default ``output_dir`` of every notebook: exploratory runs never touch the committed files.
+SCRATCH_OUTPUTS = "build/scratch"
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
@@ -138,9 +145,31 @@ class _Paths:
     def BUILD(self) -> Path:
         return self.ROOT / "build"
 
-    def figures_dir(self, profile: str) -> Path:
-        """Where a profile's figures go: ``figures/`` (default) or ``build/<profile>/figures``."""
+    def output_root(self, output_dir: str) -> Path | None:
+        """``None`` for :data:`COMMITTED_OUTPUTS`, else ``output_dir`` (relative to ``ROOT``).
+
+        Raises:
+            ValueError: If ``output_dir`` is not a non-empty string.
+        """
+        if not isinstance(output_dir, str) or not output_dir.strip():
+            raise ValueError(
+                f"output_dir = {output_dir!r} is not allowed: expected {COMMITTED_OUTPUTS!r} "
+                f"(the project's own folders) or a folder such as {SCRATCH_OUTPUTS!r}."
+            )
+        if output_dir == COMMITTED_OUTPUTS:
+            return None
+        return self.ROOT / output_dir
+
+    def figures_dir(self, profile: str, output_dir: str = COMMITTED_OUTPUTS) -> Path:
+        """Where a run's figures go.
+
+        With ``output_dir = "committed"``: ``figures/`` (default profile) or
+        ``build/<profile>/figures``; otherwise ``<output_dir>/<profile>/figures``.
+        """
         _check_profile(profile)
+        root = self.output_root(output_dir)
+        if root is not None:
+            return root / profile / "figures"
         if profile == "default":
             return self.FIGURES
         return self.BUILD / profile / "figures"
@@ -156,9 +185,15 @@ def _check_profile(profile: str) -> None:
         )
 
 
-def results_path(stem: str, profile: str) -> Path:
-    """``build/results/<profile>/<stem>.json``."""
+def results_path(stem: str, profile: str, output_dir: str = "committed") -> Path:
+    """``build/results/<profile>/<stem>.json``, or ``<output_dir>/<profile>/results/<stem>.json``.
+
+    ``output_dir = "committed"`` (:data:`COMMITTED_OUTPUTS`) names the project's own folders.
+    """
     _check_profile(profile)
+    root = paths.output_root(output_dir)
+    if root is not None:
+        return root / profile / "results" / f"{stem}.json"
     return paths.BUILD / "results" / profile / f"{stem}.json"
 
 
@@ -185,13 +220,14 @@ def write_results(
     metrics: dict[str, Any],
     data_source: str = "offline",
     device: str | torch.device = "cpu",
+    output_dir: str = COMMITTED_OUTPUTS,
 ) -> Path:
-    """Write the results JSON of a notebook run (``build/results/<profile>/<stem>.json``).
+    """Write the results JSON of a notebook run (:func:`results_path`).
 
     The file carries the parameters that made it, the headline metrics, the versions of
     analoglib and torch, the device and the git commit.
     """
-    path = results_path(stem, profile)
+    path = results_path(stem, profile, output_dir)
     record = {
         "stem": stem,
         "profile": profile,

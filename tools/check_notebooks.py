@@ -8,8 +8,9 @@ For every notebooks/*.ipynb:
 * the parameters cell holds literal assignments only, and every name it assigns is returned
   by `papermill.inspect_notebook()` (papermill silently drops lines it cannot parse, e.g.
   `max_batches: int = 0  # 0 = all`);
-* the set-up cell's record of the run, ``parameters = {...}``, has exactly the parameters
-  cell's names as keys (a parameter left out of it would be missing from the results JSON);
+* the parameters cell declares ``profile`` and ``output_dir``, and the next code cell calls
+  ``al.runs.start_run("<stem>", globals())``, which checks the parameters before any work and
+  records every one of them in the results JSON;
 * no code cell has outputs or an execution count;
 * notebooks/params/smoke/<stem>.yaml exists, sets `profile: smoke`, and all its keys are
   parameters of the notebook; notebooks/params/paper/<stem>.yaml, where present, likewise
@@ -118,21 +119,11 @@ def check_params_yaml(path: Path, profile: str, parameters: set[str]) -> list[st
     return errors
 
 
-def recorded_parameters(cells: list[dict[str, Any]]) -> list[str] | None:
-    """Keys of the first top-level ``parameters = {...}`` dict literal (None if there is none)."""
-    for cell in cells:
-        try:
-            tree = ast.parse(source_of(cell))
-        except SyntaxError:
-            continue
-        for node in tree.body:
-            if (
-                isinstance(node, ast.Assign)
-                and any(isinstance(t, ast.Name) and t.id == "parameters" for t in node.targets)
-                and isinstance(node.value, ast.Dict)
-            ):
-                return [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
-    return None
+def checks_parameters_first(cells: list[dict[str, Any]], tagged: dict[str, Any], stem: str) -> bool:
+    """Whether the first code cell after the parameters cell calls ``start_run("<stem>", ...)``."""
+    code = [c for c in cells if c.get("cell_type") == "code"]
+    after = code[code.index(tagged) + 1 :] if tagged in code else []
+    return bool(after) and f'al.runs.start_run("{stem}", globals())' in source_of(after[0])
 
 
 def check_notebook(path: Path) -> list[str]:
@@ -189,13 +180,14 @@ def check_notebook(path: Path) -> list[str]:
         finally:
             logger.removeHandler(handler)
         parameters = set(names)
-        recorded = recorded_parameters([c for c in code if c is not tagged[0]])
-        if recorded is not None and set(recorded) != parameters:
-            missing = sorted(parameters - set(recorded))
-            extra = sorted(set(recorded) - parameters)
+        for required in ("profile", "output_dir"):
+            if required not in parameters:
+                errors.append(f"the parameters cell must declare `{required}`")
+        if not checks_parameters_first(nb.get("cells", []), tagged[0], stem):
             errors.append(
-                "the set-up cell's `parameters = {...}` record differs from the parameters "
-                f"cell: missing {missing}, not a parameter {extra}"
+                "the first code cell after the parameters cell must call "
+                f'`run = al.runs.start_run("{stem}", globals())` (checks the parameters before '
+                "any work and records them)"
             )
 
     smoke = PARAMS / "smoke" / f"{stem}.yaml"
