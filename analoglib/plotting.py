@@ -14,6 +14,7 @@ colour-blind-safe ``colorblind`` palette (written into ``styles/paper.mplstyle``
 from __future__ import annotations
 
 import re
+import textwrap
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -245,6 +246,7 @@ def plot_metric_vs_time(
     band: bool = True,
     marker: str = "o",
     legend: bool = True,
+    band_label: str | None = "band: ±1 std over {n} programmings",
     **line_kwargs: Any,
 ) -> Axes:
     """Mean of a metric over repetitions versus time after programming, with a +-std band.
@@ -271,6 +273,8 @@ def plot_metric_vs_time(
         band: Draw the +-std band.
         marker: Marker of the mean curve.
         legend: Draw a legend when any curve has a label.
+        band_label: Legend entry that defines the band (``{n}``: the most repetitions at a
+            time); ``None`` leaves it out.
         **line_kwargs: Passed to :meth:`matplotlib.axes.Axes.plot` for every curve.
 
     Returns:
@@ -302,6 +306,7 @@ def plot_metric_vs_time(
             group = _group_label(hue, value, labels)
             groups.append((f"{label}, {group}" if label else group, df[df[hue] == value]))
 
+    n_band = 0  # most repetitions behind a drawn band
     for name, part in groups:
         stats = part.groupby("t_inference_s")[metric].agg(["mean", "std", "count"]).sort_index()
         t = stats.index.to_numpy(dtype=float)
@@ -310,6 +315,7 @@ def plot_metric_vs_time(
         (line,) = ax.plot(t, mean, marker=marker, label=name, **line_kwargs)
         if band and (stats["count"] > 1).any():
             ax.fill_between(t, mean - std, mean + std, color=line.get_color(), alpha=0.25, lw=0)
+            n_band = max(n_band, int(stats["count"].max()))
 
     if reference is not None:
         ax.axhline(
@@ -319,6 +325,11 @@ def plot_metric_vs_time(
             linewidth=0.9,
             label=reference_label,
             zorder=1,
+        )
+    if n_band and band_label is not None:
+        # An invisible patch, so the legend says what the shading is.
+        ax.fill_between(
+            [], [], [], color="0.5", alpha=0.25, lw=0, label=band_label.format(n=n_band)
         )
     format_time_axis(ax)
     ax.set_ylabel(metric if ylabel is None else ylabel)
@@ -337,12 +348,16 @@ def plot_variants_vs_time(
     scale: float = 1.0,
     ylabel: str | None = None,
     log_y: bool = False,
+    title: str | None = None,
+    published: Mapping[float, float] | None = None,
+    published_label: str = "published HWA",
 ) -> Figure:
     """One panel with and one without drift compensation: a curve per model variant.
 
     Each panel draws, for every value of ``variant`` (e.g. direct mapping, HWA-trained), the
     mean of ``metric`` over repetitions versus time after programming with a +-std band
-    (:func:`plot_metric_vs_time`), plus the dashed FP reference. The y-axes are shared.
+    (:func:`plot_metric_vs_time`), plus the dashed FP reference. Each panel has its own y
+    range, so a small spread with drift compensation is not flattened by a collapse without.
 
     Args:
         df: Tidy table of :func:`analoglib.evaluate` with the columns ``variant`` and
@@ -354,6 +369,10 @@ def plot_variants_vs_time(
         scale: Factor on the metric and the reference (100 gives percent).
         ylabel: Y-axis label; the metric name by default.
         log_y: Logarithmic y-axis (e.g. perplexity).
+        title: Figure title (name the workload and the data).
+        published: Published values to mark on the drift-compensated panel, time (s) ->
+            value in the metric's units (``scale`` is applied).
+        published_label: Legend label of the published markers.
 
     Returns:
         The double-column figure.
@@ -367,7 +386,7 @@ def plot_variants_vs_time(
             f"df lacks the column(s) {', '.join(missing)}; its columns are: "
             f"{', '.join(map(str, df.columns))}."
         )
-    fig, axes = subplots(1, 2, width="double", sharey=True)
+    fig, axes = subplots(1, 2, width="double")
     for ax, gdc in zip(axes, (True, False), strict=True):
         part = df[df["drift_compensation"] == gdc]
         if part.empty:
@@ -383,11 +402,26 @@ def plot_variants_vs_time(
             reference_label=reference_label,
             scale=scale,
             ylabel=ylabel,
-            legend=ax is axes[0],
+            legend=False,
         )
+        if gdc and published:
+            times = sorted(published)
+            ax.plot(
+                times,
+                [published[t] * scale for t in times],
+                linestyle="none",
+                marker="*",
+                markersize=9,
+                color="black",
+                label=published_label,
+                zorder=5,
+            )
         ax.set_title(_GDC_LABELS[gdc])
         if log_y:
             ax.set_yscale("log")
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(textwrap.fill(title, 110))
     return fig
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+import torch
 
 from analoglib.studies import hwa_retraining as study
 from analoglib.utils import _Paths
@@ -77,3 +79,75 @@ def test_run_variants_on_a_local_cluster_equals_the_in_process_run(root: Path) -
         )
     assert time.monotonic() - start < 300
     pd.testing.assert_frame_equal(spread, in_process)
+
+
+def _conv_bn_model(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 3, padding=1),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 5 * 5, 3),
+    )
+
+
+def test_batchnorm_recomputed_eval_measures_the_input_scale_and_re_estimates() -> None:
+    model = _conv_bn_model()
+    generator = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(64, 2, 5, 5, generator=generator), None) for _ in range(3)]
+    bn = model[1]
+    bn.momentum = None  # trained statistics = the cumulative statistics of the batches
+    model.train()
+    with torch.no_grad():
+        for x, _ in batches:
+            model(x)
+    model.eval()
+    seen: dict[str, torch.Tensor] = {}
+
+    def eval_fn(m: torch.nn.Module) -> dict[str, float]:
+        seen["mean"] = m[1].running_mean.clone()
+        return {"accuracy": 0.5, "error": 0.5}
+
+    fn = study.batchnorm_recomputed_eval(eval_fn, batches)
+    # Statistics as trained: the inputs of the first batch have about the trained std.
+    assert fn(model)["bn_input_std_ratio"] == pytest.approx(1.0, abs=0.1)
+    # Halve the convolution (as drift shrinks the weights): the ratio halves, and the
+    # recomputed mean is the mean of the halved activations; the model itself is unchanged.
+    before = bn.running_mean.clone()
+    with torch.no_grad():
+        model[0].weight.mul_(0.5)
+        model[0].bias.mul_(0.5)
+    result = fn(model)
+    assert result["bn_input_std_ratio"] == pytest.approx(0.5, abs=0.05)
+    assert torch.allclose(seen["mean"], 0.5 * before, atol=1e-5)
+    assert torch.equal(bn.running_mean, before)
+    with pytest.raises(ValueError, match="batches"):
+        study.batchnorm_recomputed_eval(eval_fn, [])
+    with pytest.raises(ValueError, match="BatchNorm"):
+        fn(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(50, 3)))
+
+
+def test_published_metric_inverts_a_star() -> None:
+    error_fp, chance = 0.08, 0.9
+    values = study.published_metric("cnn", error_fp, chance)
+    for t, key in ((3600.0, "a_star_1h"), (31536000.0, "a_star_1y")):
+        a_star = 1 - ((1 - values[t]) - error_fp) / (chance - error_fp)
+        assert 100 * a_star == pytest.approx(study.PUBLISHED_RASCH_2023["cnn"][key])
+    assert list(study.published_metric("transformer", 0.1, 0.5)) == [3600.0]  # no 1 y value
+    assert study.published_metric("rnn", 0.7, 0.99) == {}  # perplexity figure
+
+
+def test_a_star_figure_draws_ours_and_the_published_values() -> None:
+    index = pd.MultiIndex.from_product(
+        [["direct mapping", "HWA"], [True, False], [3600.0, 31536000.0]],
+        names=["variant", "drift_compensation", "t_inference_s"],
+    )
+    a_star = pd.DataFrame({"a_star_mean": 95.0, "a_star_std": 1.0}, index=index)
+    fig = study.plot_a_star(a_star, "cnn", "ResNet-20 / Fashion-MNIST", n_reps=3)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(label.startswith("direct mapping (ours, ±1 std over 3") for label in labels)
+    assert any(label.startswith("HWA, published") for label in labels)
+    assert ax.get_ylabel() and ax.get_title() == "ResNet-20 / Fashion-MNIST"
+    plt.close(fig)

@@ -529,3 +529,28 @@ def test_state_dict_of_layer_deepcopies() -> None:
     x = torch.randn(4, 20)
     with torch.no_grad():
         assert torch.equal(layer(x), clone(x))
+
+
+def test_deepcopy_of_a_programmed_model_keeps_the_programming_usable() -> None:
+    """A copy of a programmed model evaluates as the original.
+
+    The copy's weight tensor starts a new version counter; an edit after programming (of the
+    original, before copying) still makes the copy refuse to evaluate.
+    """
+    model = analoglib.convert_to_analog(small_net(0), standard_hwa_2023())
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(1.0)  # trained weights: version counters above 0
+    analoglib.program(model, 0)
+    analoglib.drift(model, 3600.0, 1)
+    clone = copy.deepcopy(model)
+    x = net_input()
+    for m in (model, clone):
+        analoglib.set_forward_seed(m, 2)
+    with torch.no_grad():
+        assert torch.equal(model(x), clone(x))
+        for layer in analoglib.analog_layers(model):
+            layer.weight.add_(0.0)
+        stale = copy.deepcopy(model)
+        with pytest.raises(RuntimeError, match="weights changed after programming"):
+            stale(x)

@@ -96,12 +96,25 @@ def test_plot_variants_vs_time_has_a_panel_per_gdc_setting() -> None:
         [_table().assign(variant="direct"), _table().assign(variant="HWA")], ignore_index=True
     )
     with al.plotting.use_paper_style():
-        fig = al.plotting.plot_variants_vs_time(table, "metric", reference=0.95, scale=100)
+        fig = al.plotting.plot_variants_vs_time(
+            table, "metric", reference=0.95, scale=100, title="cnn", published={3600.0: 0.9}
+        )
     left, right = fig.axes
     assert (left.get_title(), right.get_title()) == ("with GDC", "without GDC")
-    assert [t.get_text() for t in left.get_legend().get_texts()] == ["direct", "HWA", "FP"]
-    assert right.get_legend() is None
-    assert len(left.collections) == len(right.collections) == 2  # a band per variant
+    assert fig.get_suptitle() == "cnn"
+    n = table.groupby(["variant", "drift_compensation", "t_inference_s"]).size().max()
+    band = f"band: ±1 std over {n} programmings"
+    assert [t.get_text() for t in left.get_legend().get_texts()] == [
+        "direct",
+        "HWA",
+        "FP",
+        band,
+        "published HWA",
+    ]
+    assert [t.get_text() for t in right.get_legend().get_texts()] == ["direct", "HWA", "FP", band]
+    # a band per variant and the legend's band entry
+    assert len(left.collections) == len(right.collections) == 3
+    assert not left.get_shared_y_axes().joined(left, right)  # each panel its own range
     plt.close(fig)
     with pytest.raises(ValueError, match="variant"):
         al.plotting.plot_variants_vs_time(_table(), "metric")
@@ -122,11 +135,12 @@ def test_plot_metric_vs_time_returns_log_axes_with_bands_and_reference() -> None
         )
     assert ax.get_xscale() == "log"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["with GDC", "without GDC", "FP"]
+    assert labels[:3] == ["with GDC", "without GDC", "FP"]
+    assert labels[3].startswith("band: ±1 std over")
     mean_line = ax.get_lines()[0]
     assert list(mean_line.get_xdata()) == [1.0, 3600.0, 31536000.0]
     assert mean_line.get_ydata()[0] == pytest.approx(89.0)  # mean of 90, 89, 88 %
-    assert len(ax.collections) == 2  # one std band per group
+    assert len(ax.collections) == 3  # one std band per group and the legend's band entry
     ticks = dict(zip(ax.get_xticks(), [t.get_text() for t in ax.get_xticklabels()]))
     assert ticks[3600.0] == "1 h" and ticks[31536000.0] == "1 y"
     plt.close(ax.figure)

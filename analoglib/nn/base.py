@@ -23,6 +23,7 @@ References:
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -281,6 +282,22 @@ class AnalogLayerBase(nn.Module):
         # Ramp factor of the weight modifier (training state, not config; see
         # analoglib.training.set_modifier_strength).
         self.modifier_strength = 1.0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> AnalogLayerBase:
+        """A copy that keeps the programmed realisation usable.
+
+        The programmed state remembers the weight tensor's version counter (edits after
+        programming are refused); a copied tensor starts a new counter, so the copy's record
+        is moved to it when the original was in sync, and stays stale when it was not.
+        """
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = copy.deepcopy(value, memo)
+        if self._programmed_version is not None:
+            in_sync = self.weight._version == self._programmed_version
+            new._programmed_version = new.weight._version if in_sync else -1
+        return new
 
     # -- properties ---------------------------------------------------------------------------
     @property

@@ -17,14 +17,18 @@ References:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -35,7 +39,7 @@ from analoglib.inference import evaluate
 from analoglib.optim import PostTrainingReport
 from analoglib.parallel import run_points
 from analoglib.presets import standard_hwa_2023
-from analoglib.studies.common import direct_mapping
+from analoglib.studies.common import calibration_batches, direct_mapping
 from analoglib.training.hwa import HWARecipe
 from analoglib.utils import check_int, paths
 from analoglib.workloads import Workload, cached_metrics, load_workload, train_fp, train_hwa
@@ -49,10 +53,16 @@ __all__ = [
     "compute_variant_point",
     "prepare_variants",
     "run_variants",
+    "batchnorm_check_metrics",
+    "batchnorm_drift_check",
+    "batchnorm_recomputed_eval",
     "compare_with_published",
     "evaluate_variants",
+    "has_batchnorm",
     "hwa_recipe",
     "normalized_accuracy_table",
+    "plot_a_star",
+    "published_metric",
     "results_metrics",
 ]
 
@@ -64,10 +74,10 @@ __all__ = [
 #: additive noise 0.06 for the transformer as in 10.4; ``eval_batches``: evaluation
 #: batches per evaluation in the study (0: all); ``calibration_batches``: training batches
 #: that calibrate the input ranges of the direct-mapping baseline. The default profiles are sized
-#: from timed steps for at most about 30 minutes per workload on two idle CPU cores (HWA
-#: training plus 48 evaluations at n_reps = 3): CNN 150 analog steps of batch 128 (about 5 s
-#: each) and 500 test images per evaluation; LSTM 600 steps (about 1 s) and 12 test
-#: segments; MiniLM 200 steps (about 2.5 s) and 256 validation sentences.
+#: for at most about 30 minutes per workload on two idle CPU cores with the FP checkpoint
+#: cached (HWA training plus 48 evaluations at n_reps = 3): CNN 250 analog steps of batch 128
+#: and 500 test images per evaluation; LSTM 1,200 steps and 12 test segments; MiniLM 400
+#: steps and 256 validation sentences (twice the steps of the first release of the study).
 HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cnn": {
         "smoke": {
@@ -80,9 +90,9 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "recipe": {
                 "epochs": 2,
                 "lr": 5e-4,
-                "max_steps": 75,
+                "max_steps": 125,
                 "lr_decay": 0.5,
-                "ramp_steps": 50,
+                "ramp_steps": 80,
                 "distill_weight": 0.5,
             },
             "config": {"modifier": {"type": "pcm_noise", "std_dev": 3.0}},
@@ -124,10 +134,10 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                 "epochs": 2,
                 "lr": 0.3,
                 "optimizer": "sgd",
-                "max_steps": 300,
+                "max_steps": 600,
                 "grad_clip": 0.25,
                 "lr_decay": 0.5,
-                "ramp_steps": 200,
+                "ramp_steps": 400,
             },
             "config": {
                 "modifier": {"type": "pcm_noise", "std_dev": 5.0, "pdrop": 0.01},
@@ -163,9 +173,9 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "recipe": {
                 "epochs": 1,
                 "lr": 2e-5,
-                "max_steps": 200,
+                "max_steps": 400,
                 "grad_clip": 1.0,
-                "ramp_steps": 60,
+                "ramp_steps": 120,
                 "distill_weight": 0.5,
             },
             "config": {"modifier": {"type": "add_normal", "std_dev": 0.06}},
@@ -665,3 +675,224 @@ def run_variants(
     records = [store.records[point] for point in spec.points()]
     rows = [row for record in records for row in record["rows"]]
     return pd.DataFrame(rows, columns=records[0]["columns"])
+
+
+# -- what the published A* means on our scale, and the A* figure --------------------------------
+def published_metric(workload: str, error_fp: float, chance_error: float) -> dict[float, float]:
+    """The published HWA A* of ``workload`` (with GDC) as a value of our task metric.
+
+    A* = 1 - (error - error_FP)/(error_chance - error_FP) inverted with our FP and chance
+    errors: the accuracy our model would have at the published A*, time (s) -> accuracy.
+    Only for accuracy metrics: the RNN's figure shows perplexity, which A* does not map to (its
+    A* figure carries the comparison).
+
+    Args:
+        workload: ``"cnn"``, ``"rnn"`` or ``"transformer"``.
+        error_fp: Error of our FP model.
+        chance_error: Error at chance level.
+
+    Returns:
+        ``{3600.0: accuracy, 31536000.0: accuracy}`` for the published times (may be empty).
+    """
+    if workload == "rnn":
+        return {}
+    published = PUBLISHED_RASCH_2023[workload]
+    out = {}
+    for key, t in (("a_star_1h", 3600.0), ("a_star_1y", 31536000.0)):
+        if published[key] is not None:
+            error = error_fp + (1.0 - published[key] / 100.0) * (chance_error - error_fp)
+            out[t] = 1.0 - error
+    return out
+
+
+def plot_a_star(a_star: pd.DataFrame, workload: str, title: str, n_reps: int) -> plt.Figure:
+    """A*_1h and A*_1y with drift compensation per variant (mean +- std) beside the paper.
+
+    A dot plot, not bars: A* of the variants differs by points near 100 %, and a bar from 0
+    (chance) would hide that, a bar from elsewhere would exaggerate it.
+
+    Args:
+        a_star: :func:`normalized_accuracy_table` at 3600 s and 31536000 s.
+        workload: ``"cnn"``, ``"rnn"`` or ``"transformer"`` (the published row).
+        title: Figure title (name the workload and data).
+        n_reps: Programmings behind each mean (for the legend).
+
+    Returns:
+        The single-column figure.
+    """
+    from analoglib.plotting import subplots
+
+    with_gdc = a_star.xs(True, level="drift_compensation")
+    times = (3600.0, 31536000.0)
+    fig, ax = subplots(height_in=3.6)
+    variants = list(pd.unique(with_gdc.index.get_level_values(0)))
+    offsets = np.linspace(-0.12, 0.12, len(variants) + 1)
+    for offset, name in zip(offsets, variants, strict=False):
+        xs, means, stds = [], [], []
+        for i, t in enumerate(times):
+            if (name, t) in with_gdc.index:
+                xs.append(i + offset)
+                means.append(with_gdc.loc[(name, t), "a_star_mean"])
+                stds.append(with_gdc.loc[(name, t), "a_star_std"])
+        ax.errorbar(
+            xs,
+            means,
+            yerr=np.nan_to_num(np.asarray(stds, dtype=float)),
+            marker="o",
+            linestyle="none",
+            capsize=3,
+            label=f"{name} (ours, ±1 std over {n_reps} programmings)",
+        )
+    published = PUBLISHED_RASCH_2023[workload]
+    pub = [
+        (i + offsets[-1], published[key])
+        for i, key in enumerate(("a_star_1h", "a_star_1y"))
+        if published[key] is not None
+    ]
+    if pub:
+        ax.plot(
+            [x for x, _ in pub],
+            [y for _, y in pub],
+            marker="*",
+            markersize=10,
+            linestyle="none",
+            color="black",
+            label=f"HWA, published: {published['model']}",
+        )
+    ax.axhline(99.0, color="0.5", linestyle=":", linewidth=0.9, label="iso-accuracy, A* = 99 %")
+    ax.set_xticks(range(len(times)), ["1 h", "1 y"])
+    ax.set_xlim(-0.5, len(times) - 0.5)
+    ax.set_xlabel("Time after programming (with GDC)")
+    ax.set_ylabel("Normalised accuracy A* (%)")
+    ax.set_title(textwrap.fill(title, 60), fontsize="small")
+    ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.22))
+    return fig
+
+
+# -- why a BatchNorm network collapses without drift compensation -------------------------------
+def _batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def batchnorm_recomputed_eval(
+    eval_fn: Callable[[nn.Module], dict[str, float]], batches: Sequence[Any]
+) -> Callable[[nn.Module], dict[str, float]]:
+    """``eval_fn`` on a copy of the model whose BatchNorm statistics are recomputed first.
+
+    The copy keeps the programmed, drifted analog weights; every BatchNorm layer forgets its
+    running mean and variance and re-estimates them (cumulative average) on ``batches`` in
+    train mode, then the copy is evaluated. Before that, on the first batch, it measures how
+    large each BatchNorm layer's inputs are against the statistics it was trained with.
+
+    Returns:
+        An evaluation function whose dict adds ``bn_input_std_ratio``: the median over
+        BatchNorm layers of the channel-mean ratio std(input) / sqrt(running_var) with the
+        trained statistics (1 when drift leaves the activations as trained; 0.5 when they
+        have shrunk to half).
+
+    Raises:
+        ValueError: If the model has no BatchNorm layer or ``batches`` is empty.
+    """
+    if not batches:
+        raise ValueError("batches = [] is not allowed: expected at least one training batch.")
+
+    def evaluate_recomputed(model: nn.Module) -> dict[str, float]:
+        probe = copy.deepcopy(model).eval()
+        layers = _batchnorm_layers(probe)
+        if not layers:
+            raise ValueError("the model has no BatchNorm layer: nothing to recompute.")
+        device = next(probe.parameters()).device
+        ratios: list[float] = []
+
+        def measure(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            x = inputs[0].transpose(0, 1).flatten(1)  # (channels, batch * positions)
+            std = x.std(dim=1)
+            trained = (module.running_var + module.eps).sqrt()  # type: ignore[operator]
+            ratios.append(float((std / trained).mean()))
+
+        hooks = [layer.register_forward_pre_hook(measure) for layer in layers]
+        with torch.no_grad():
+            probe(batches[0][0].to(device))
+        for hook in hooks:
+            hook.remove()
+        for layer in layers:
+            layer.reset_running_stats()
+            layer.momentum = None  # cumulative average over the batches
+            layer.train()
+        with torch.no_grad():
+            for inputs, _ in batches:
+                probe(inputs.to(device))
+        probe.eval()
+        return {**eval_fn(probe), "bn_input_std_ratio": float(np.median(ratios))}
+
+    return evaluate_recomputed
+
+
+def batchnorm_drift_check(
+    variants: Variants,
+    spec: HWAStudySpec,
+    n_batches: int = 8,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Does recomputing the BatchNorm statistics undo the collapse without drift compensation?
+
+    Each analog variant is programmed with the study's seeds and drifted without GDC exactly as
+    in :func:`run_variants` (same seeds, so the rows pair up), then evaluated once as it is and
+    once with its BatchNorm statistics recomputed on ``n_batches`` training batches
+    (:func:`batchnorm_recomputed_eval`).
+
+    Returns:
+        Rows (variant, t_inference_s): mean over repetitions of the metric as is, with
+        recomputed statistics, and ``bn_input_std_ratio``.
+
+    Raises:
+        ValueError: If the workload's model has no BatchNorm layer.
+    """
+    if not _batchnorm_layers(variants.fp_model):
+        raise ValueError(f"workload {spec.workload!r} has no BatchNorm layer: nothing to check.")
+    metric = variants.workload.metric
+    batches = calibration_batches(variants.workload, check_int("n_batches", n_batches, 1))
+    rows = []
+    for name, model in variants.models.items():
+        for label, fn in (
+            ("as is", variants.workload.evaluate),
+            ("BN recomputed", batchnorm_recomputed_eval(variants.workload.evaluate, batches)),
+        ):
+            table = evaluate(
+                model, fn, spec.t_inferences, spec.n_reps, spec.seed, False, progress=progress
+            )
+            rows.append(table.assign(variant=name, statistics=label))
+    table = pd.concat(rows, ignore_index=True)
+    wide = table.pivot_table(
+        index=["variant", "t_inference_s"], columns="statistics", values=metric, aggfunc="mean"
+    )
+    ratio = (
+        table[table["statistics"] == "BN recomputed"]
+        .groupby(["variant", "t_inference_s"])["bn_input_std_ratio"]
+        .mean()
+    )
+    out = pd.DataFrame(
+        {
+            f"{metric} without GDC": wide["as is"],
+            f"{metric} without GDC, BN recomputed": wide["BN recomputed"],
+            "BN input std / trained std": ratio,
+        }
+    )
+    return out.loc[list(variants.models)]
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has a BatchNorm layer (:func:`batchnorm_drift_check` applies)."""
+    return bool(_batchnorm_layers(model))
+
+
+def batchnorm_check_metrics(check: pd.DataFrame) -> dict[str, Any]:
+    """:func:`batchnorm_drift_check` as JSON: per variant, each column's values by time."""
+    out: dict[str, Any] = {}
+    for name, part in check.groupby(level=0, sort=False):
+        key = "_".join(str(name).lower().split())
+        out[key] = {
+            "t_inference_s": part.index.get_level_values(1).tolist(),
+            **{str(column): part[column].tolist() for column in part.columns},
+        }
+    return out
