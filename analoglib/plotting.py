@@ -41,6 +41,7 @@ __all__ = [
     "plot_metric_vs_time",
     "plot_tasks_vs_time",
     "plot_variants_vs_time",
+    "check_figure",
     "savefig",
     "subplots",
     "use_paper_style",
@@ -177,13 +178,15 @@ def savefig(
         The paths of the PDF and the PNG file, in that order.
 
     Raises:
-        ValueError: If ``name`` is not ``NN_<slug>__<panel>`` or ``profile`` is unknown.
+        ValueError: If ``name`` is not ``NN_<slug>__<panel>``, ``profile`` is unknown, or the
+            figure fails :func:`check_figure`.
     """
     if not isinstance(name, str) or not FIGURE_NAME_RE.match(name):
         raise ValueError(
             f"name = {name!r} is not allowed: expected 'NN_<slug>__<panel>' in lower-case "
             "snake case, e.g. '00_quickstart__accuracy_vs_time'."
         )
+    check_figure(fig, name)
     folder = paths.figures_dir(profile, output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     pdf = folder / f"{name}.pdf"
@@ -191,6 +194,46 @@ def savefig(
     fig.savefig(pdf, format="pdf", metadata=_PDF_METADATA)
     fig.savefig(png, format="png", dpi=300, metadata=_PNG_METADATA)
     return [pdf, png]
+
+
+def _has_label(ax: Axes, axis: str) -> bool:
+    """Whether ``ax`` or an axes sharing its ``axis`` carries a label on that axis."""
+    shared = ax.get_shared_x_axes() if axis == "x" else ax.get_shared_y_axes()
+    for other in shared.get_siblings(ax):
+        label = other.get_xlabel() if axis == "x" else other.get_ylabel()
+        if label.strip():
+            return True
+    return False
+
+
+def check_figure(fig: Figure, name: str = "figure") -> None:
+    """Refuse a figure a reader cannot decode: every plot needs axis labels, the figure a name.
+
+    Every visible axes must label its x and y axes (a panel may rely on a panel it shares the
+    axis with); a colour bar needs one label. The figure must say what it shows: a title
+    (figure or axes) or a legend.
+
+    Raises:
+        ValueError: Naming the figure and the axes that lack a label, or the missing title.
+    """
+    problems = []
+    for index, ax in enumerate(fig.axes):
+        if not ax.get_visible() or not ax.axison:
+            continue
+        what = f"axes {index} ({ax.get_title() or 'untitled'})"
+        if getattr(ax, "_colorbar", None) is not None:
+            if not (ax.get_xlabel().strip() or ax.get_ylabel().strip()):
+                problems.append(f"{what}: colour bar without a label")
+            continue
+        missing = [axis for axis in ("x", "y") if not _has_label(ax, axis)]
+        if missing:
+            problems.append(f"{what}: no {' or '.join(missing)} label")
+    titled = bool(fig.get_suptitle().strip()) or any(ax.get_title().strip() for ax in fig.axes)
+    legend = bool(fig.legends) or any(ax.get_legend() is not None for ax in fig.axes)
+    if not (titled or legend):
+        problems.append("no title and no legend names what it shows")
+    if problems:
+        raise ValueError(f"{name} is not allowed: " + "; ".join(problems) + ".")
 
 
 def format_time_axis(
@@ -247,6 +290,7 @@ def plot_metric_vs_time(
     marker: str = "o",
     legend: bool = True,
     band_label: str | None = "band: ±1 std over {n} programmings",
+    title: str | None = None,
     **line_kwargs: Any,
 ) -> Axes:
     """Mean of a metric over repetitions versus time after programming, with a +-std band.
@@ -275,6 +319,7 @@ def plot_metric_vs_time(
         legend: Draw a legend when any curve has a label.
         band_label: Legend entry that defines the band (``{n}``: the most repetitions at a
             time); ``None`` leaves it out.
+        title: Axes title (name the model and data).
         **line_kwargs: Passed to :meth:`matplotlib.axes.Axes.plot` for every curve.
 
     Returns:
@@ -333,6 +378,8 @@ def plot_metric_vs_time(
         )
     format_time_axis(ax)
     ax.set_ylabel(metric if ylabel is None else ylabel)
+    if title:
+        ax.set_title(title)
     handles, _ = ax.get_legend_handles_labels()
     if legend and handles:
         ax.legend()

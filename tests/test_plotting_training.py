@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -28,6 +29,7 @@ def _figure() -> plt.Figure:
         fig, ax = al.plotting.subplots()
         ax.plot([1, 3600, 31536000], [0.9, 0.8, 0.7], marker="o", label="curve")
         al.plotting.format_time_axis(ax)
+        ax.set_ylabel("Accuracy (%)")
         ax.legend()
     return fig
 
@@ -199,3 +201,35 @@ def test_fit_rejects_unknown_optimizer() -> None:
     loader = al.data.make_loader(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), 2)
     with pytest.raises(ValueError, match="optimizer"):
         al.training.fit(model, loader, epochs=1, lr=1e-3, seed=0, optimizer="lamb")
+
+
+@pytest.mark.parametrize(
+    ("draw", "message"),
+    [
+        (lambda ax: ax.set_title("t"), "no x or y label"),
+        (lambda ax: (ax.set_xlabel("x"), ax.set_title("t")), "no y label"),
+        (lambda ax: (ax.set_xlabel("x"), ax.set_ylabel("y")), "no title and no legend"),
+    ],
+)
+def test_check_figure_refuses_unlabelled_figures(draw: Any, message: str) -> None:
+    fig, ax = plt.subplots()
+    draw(ax)
+    with pytest.raises(ValueError, match=message):
+        al.plotting.check_figure(fig, "f")
+    plt.close(fig)
+
+
+def test_check_figure_accepts_shared_labels_legends_and_labelled_colour_bars() -> None:
+    fig, axes = plt.subplots(1, 2, sharey=True)
+    for ax in axes:
+        ax.plot([0, 1], label="a")
+        ax.set_xlabel("x")
+    axes[0].set_ylabel("y")  # the right panel shares it
+    axes[0].legend()
+    image = axes[1].imshow([[0, 1]])
+    colorbar = fig.colorbar(image, ax=axes[1])
+    with pytest.raises(ValueError, match="colour bar without a label"):
+        al.plotting.check_figure(fig)
+    colorbar.set_label("value")
+    al.plotting.check_figure(fig)
+    plt.close(fig)

@@ -29,6 +29,13 @@ def _injected(namespace: dict[str, Any], **values: Any) -> dict[str, Any]:
     return {**namespace, **values, "In": ["", "seed: int = 0\n", cell]}
 
 
+def _labelled_figure() -> plt.Figure:
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    ax.set(xlabel="x", ylabel="y", title="panel")
+    return fig
+
+
 @pytest.fixture
 def tmp_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> utils._Paths:
     """A temporary project root with a copy of the notebooks."""
@@ -105,10 +112,7 @@ def test_unknown_stem_is_refused() -> None:
 
 def test_scratch_run_never_writes_the_committed_folders(tmp_outputs: utils._Paths) -> None:
     run = start_run(STEM, _defaults())
-    fig, ax = plt.subplots()
-    ax.plot([0, 1])
-    pdf, png = run.savefig(fig, f"{STEM}__panel")
-    plt.close(fig)
+    pdf, png = run.savefig(_labelled_figure(), f"{STEM}__panel")
     results = run.write_results({"x": 1})
     root = tmp_outputs.ROOT
     assert pdf.parent == png.parent == root / "build/scratch/default/figures"
@@ -120,9 +124,7 @@ def test_scratch_run_never_writes_the_committed_folders(tmp_outputs: utils._Path
 
 def test_committed_run_writes_figures_and_build_results(tmp_outputs: utils._Paths) -> None:
     run = start_run(STEM, {**_defaults(), "output_dir": "committed"})
-    fig, _ = plt.subplots()
-    pdf, _ = run.savefig(fig, f"{STEM}__panel")
-    plt.close(fig)
+    pdf, _ = run.savefig(_labelled_figure(), f"{STEM}__panel")
     assert pdf.parent == tmp_outputs.ROOT / "figures"
     assert run.write_results({}) == tmp_outputs.ROOT / "build/results/default" / f"{STEM}.json"
     smoke = start_run(STEM, {**_defaults(), "output_dir": "committed", "profile": "smoke"})

@@ -1278,6 +1278,7 @@ def plot_configuration_scores(
     ax.invert_yaxis()
     ax.set_xlim(left=origin)
     ax.set_xlabel(ylabel)
+    ax.set_ylabel("Configuration")
     if title:
         ax.set_title(title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize="small")

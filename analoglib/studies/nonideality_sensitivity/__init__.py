@@ -41,6 +41,7 @@ from analoglib.studies.nonideality_sensitivity.analysis import (
     results_metrics,
     summarize,
     tolerance_table,
+    tolerance_text,
 )
 from analoglib.studies.nonideality_sensitivity.plots import (
     plot_a_star_vs_mvm_error,
@@ -100,4 +101,5 @@ __all__ = [
     "run_sweep",
     "summarize",
     "tolerance_table",
+    "tolerance_text",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "results_metrics",
     "summarize",
     "tolerance_table",
+    "tolerance_text",
 ]
 
 
@@ -155,10 +156,38 @@ def interpolate_tolerance(
     return float(v0 + frac * (v1 - v0)), ""
 
 
+def tolerance_text(item: Nonideality, values: np.ndarray, tolerance: float, censored: str) -> str:
+    """The tolerance as a value or a bound that the swept grid supports.
+
+    A crossing inside the grid gives the value (``"2.3×"``, ``"6 bit"``). A grid that stays at
+    or above the level throughout bounds the tolerance by its most harmful value: ``"≥4×"``
+    (factors and absolute values), ``"≤4 bit"`` (bits: at most that many are needed). A grid
+    whose most benign value already misses the level bounds it by that value: ``"<0.5×"``, or
+    ``">8 bit"`` (more bits than swept are needed); an absolute grid that starts at 0 (the
+    standard value) gives ``"fails at 0"``.
+    """
+    if censored == "":
+        return item.format_value(tolerance)
+    order = _harm_order(item, values)
+    benign, harmful = float(values[order[0]]), float(values[order[-1]])
+    if item.kind == "bits":
+        return (
+            ("≤" + item.format_value(harmful))
+            if censored == "above"
+            else (">" + item.format_value(benign))
+        )
+    if censored == "above":
+        return "≥" + item.format_value(harmful)
+    if benign == 0:
+        return "fails at 0"  # the standard model itself misses the level: no bound to give
+    return "<" + item.format_value(benign)
+
+
 def _grid_reach(item: Nonideality, values: np.ndarray, tolerance: float, censored: str) -> float:
     """Position of the tolerance in the swept range: 0 (none of it) to 1 (all of it).
 
-    Measured in log(value) (in bits for the converters), from the most benign grid value.
+    Measured in log(value) for factors, in bits for the converters and linearly for absolute
+    grids (which start at 0), from the most benign grid value.
     """
     if censored == "below":
         return 0.0
@@ -167,6 +196,9 @@ def _grid_reach(item: Nonideality, values: np.ndarray, tolerance: float, censore
     if item.kind == "bits":
         lo, hi, x = values.max(), values.min(), tolerance
         return float((lo - x) / (lo - hi)) if lo != hi else 1.0
+    if item.kind == "absolute":
+        lo, hi = float(values.min()), float(values.max())
+        return float((tolerance - lo) / (hi - lo)) if hi > lo else 1.0
     positive = values[values > 0]
     if positive.size < 2:
         return float("nan")
@@ -189,8 +221,9 @@ def tolerance_table(
     Returns:
         One row per pair: ``tolerance`` (a factor on the standard value, the fewest bits, or
         an absolute value, per the nonideality's kind), ``censored`` (see
-        :func:`interpolate_tolerance`), ``kind``, ``text`` (e.g. ``">=8x"``, ``"5 bit"``,
-        ``"none"``) and ``reach`` (0-1, the tolerated part of the swept range, for colour).
+        :func:`interpolate_tolerance`), ``kind``, ``text`` (:func:`tolerance_text`, e.g.
+        ``"2.3×"``, ``"≥4×"``, ``"<0.5×"``, ``"6 bit"``, ``">8 bit"``) and ``reach`` (0-1,
+        the tolerated part of the swept range, for colour).
 
     References:
         Rasch et al. 2023, Fig. 5B (tolerance factors); ``docs/published-results.md#rasch-2023``.
@@ -203,10 +236,7 @@ def tolerance_table(
         tolerance, censored = interpolate_tolerance(
             item, values, part["a_star_mean"].to_numpy(dtype=float), level
         )
-        if censored == "below":
-            text = "none"
-        else:
-            text = (">=" if censored == "above" else "") + item.format_value(tolerance)
+        text = tolerance_text(item, values, tolerance, censored)
         rows.append(
             {
                 "workload": workload,

@@ -12,6 +12,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from analoglib.plotting import subplots
@@ -50,10 +51,11 @@ def plot_sweep_a_star(
 ) -> Figure:
     """A*_1h against each nonideality's grid value, one panel per nonideality.
 
-    Each workload is one line (mean over repetitions with +-std error bars). Factor grids
-    ("x standard") and absolute grids use a logarithmic x axis (symmetric-log when the grid
-    holds 0); bit grids run from many to few bits, so harm grows to the right in every panel.
-    The dashed line marks the iso-accuracy threshold.
+    Each workload is one line (mean over repetitions with ±1 std error bars). Factor grids
+    (× standard value) use a logarithmic x axis, absolute grids (which hold 0) a linear one,
+    so the spacing of the points is their numeric spacing; bit grids run from many to few
+    bits, so harm grows to the right in every panel. The dashed line marks the iso-accuracy
+    threshold, the dotted one the standard value.
 
     Args:
         summary: From :func:`analoglib.studies.nonideality_sensitivity.summarize`.
@@ -91,10 +93,8 @@ def plot_sweep_a_star(
         values = part["scale"].to_numpy(dtype=float)
         if item.kind == "bits":
             ax.invert_xaxis()
-        elif (values > 0).all():
+        elif item.kind == "factor":
             ax.set_xscale("log")
-        else:
-            ax.set_xscale("symlog", linthresh=float(values[values > 0].min()))
         # Ticks at the grid values, as plain numbers (log-axis labels would overlap).
         ax.xaxis.set_major_locator(FixedLocator(sorted(set(values.tolist()))))
         ax.xaxis.set_major_formatter(lambda value, _pos: f"{value:g}")
@@ -102,13 +102,23 @@ def plot_sweep_a_star(
         ax.axhline(threshold * 100, color="0.3", linestyle="--", linewidth=0.8)
         ax.axvline(item.standard_value, color="0.6", linestyle=":", linewidth=0.8)
         ax.set_title(item.label)
-        ax.set_xlabel(item.axis_label.replace(item.label + " ", ""))
+        ax.set_xlabel(item.value_label)
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("A* at 1 h (%)")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(lines))
+    handles += [
+        Line2D([], [], color="0.3", linestyle="--", linewidth=0.8),
+        Line2D([], [], color="0.6", linestyle=":", linewidth=0.8),
+    ]
+    labels += [f"A* = {threshold:.0%} (iso-accuracy)", "standard value"]
+    n_reps = int(summary["n_reps"].max()) if "n_reps" in summary else 0
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(lines) + 2)
+    fig.suptitle(
+        "A* 1 h after programming, one nonideality scaled at a time"
+        + (f" (mean ± 1 std over {n_reps} programmings)" if n_reps else "")
+    )
     return fig
 
 
@@ -117,58 +127,106 @@ def plot_a_star_vs_mvm_error(
     workloads: list[str] | None = None,
     nonidealities: list[str] | None = None,
     target: float = 0.2,
+    span: float = 2.5,
 ) -> Figure:
     """A*_1h against the MVM error of a random tile, one panel per workload.
 
-    Every nonideality is one line through its grid points (mean over repetitions); line
-    styles mark the families (solid: input/output, dashed: weight, dotted: other), so the
-    panels compare the nonidealities at equal MVM error (dotted vertical line at ``target``).
+    Every nonideality is one line through its grid points (mean over repetitions, ±1 std
+    error bars in both directions); line styles mark the families (solid: input/output,
+    dashed: weight, dotted: other), so the panels compare the nonidealities at equal MVM error
+    (the labelled vertical line at ``target``). The x axis is linear and shows the region
+    around the comparison, 0 to ``span`` × ``target``; points beyond it are drawn as
+    arrows at the right edge, labelled with their MVM error, so one extreme point does not
+    squeeze the comparison into a corner.
 
     Args:
         summary: From :func:`analoglib.studies.nonideality_sensitivity.summarize`.
         workloads: Panels in this order (default: as in ``summary``).
         nonidealities: Lines in this order (default: as in ``summary``).
-        target: MVM error of the vertical line (0.2 is 20 %).
+        target: MVM error of the comparison (0.2 is 20 %).
+        span: Right edge of the x axis as a multiple of ``target``.
 
     Returns:
         The figure (double-column width).
 
     Raises:
-        ValueError: If ``summary`` lacks columns or is empty.
+        ValueError: If ``summary`` lacks columns or is empty, or ``span <= 1``.
 
     References:
         Rasch et al. 2023, Fig. 4B.
     """
     _check_summary(summary, ["workload", "nonideality", "scale", "a_star_mean", "mvm_error_mean"])
+    if not span > 1:
+        raise ValueError(f"span = {span!r} is not allowed: expected a number > 1.")
     panels = _ordered(summary["workload"], workloads)
     names = _ordered(summary["nonideality"], nonidealities)
-    fig, axes = subplots(1, len(panels), width="double", height_in=2.9, sharey=True, squeeze=False)
+    fig, axes = subplots(1, len(panels), width="double", height_in=3.1, sharey=True, squeeze=False)
     colors = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
     markers = ["o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p"]
+    x_max = 100 * target * span
     for ax, workload in zip(axes[0], panels, strict=True):
         part = summary[summary["workload"] == workload]
         for index, name in enumerate(names):
             item = get_nonideality(name)
             rows = part[part["nonideality"] == name].sort_values("mvm_error_mean")
-            ax.plot(
-                rows["mvm_error_mean"] * 100,
-                rows["a_star_mean"] * 100,
+            x = rows["mvm_error_mean"].to_numpy(dtype=float) * 100
+            y = rows["a_star_mean"].to_numpy(dtype=float) * 100
+            color = colors[index % len(colors)]
+            inside = x <= x_max
+            ax.errorbar(
+                x[inside],
+                y[inside],
+                xerr=_std(rows, "mvm_error_std")[inside] * 100,
+                yerr=_std(rows, "a_star_std")[inside] * 100,
                 linestyle=_FAMILY_STYLES.get(item.family, "-"),
                 marker=markers[index % len(markers)],
-                color=colors[index % len(colors)],
+                markersize=4,
+                capsize=2,
+                color=color,
                 label=f"{item.label} ({item.family})",
             )
-        ax.axvline(target * 100, color="0.3", linestyle=":", linewidth=0.8)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100, 200, 500]))
-        ax.xaxis.set_major_formatter(lambda value, _pos: f"{value:g}")
-        ax.xaxis.set_minor_locator(NullLocator())
+            for xv, yv in zip(x[~inside], y[~inside], strict=True):
+                ax.annotate(
+                    f"{xv:.0f} %",
+                    xy=(x_max, yv),
+                    xytext=(x_max * 0.86, yv),
+                    color=color,
+                    fontsize=6,
+                    va="center",
+                    ha="right",
+                    arrowprops={"arrowstyle": "->", "color": color, "lw": 0.8},
+                )
+        ax.axvline(target * 100, color="0.3", linestyle=":", linewidth=0.9)
+        ax.text(
+            target * 100,
+            0.02,
+            f" comparison at {target:.0%}",
+            transform=ax.get_xaxis_transform(),
+            fontsize=6,
+            color="0.3",
+            rotation=90,
+            va="bottom",
+            ha="right",
+        )
+        ax.set_xlim(0, x_max)
         ax.set_title(workload)
-        ax.set_xlabel("MVM error at 1 h (%)")
+        ax.set_xlabel("MVM error of a random tile at 1 h (%)")
     axes[0, 0].set_ylabel("A* at 1 h (%)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=3)
+    n_reps = int(summary["n_reps"].max()) if "n_reps" in summary else 0
+    fig.suptitle(
+        "A* against the MVM error of a random tile, each nonideality scaled alone"
+        + (f"; mean ± 1 std over {n_reps} programmings" if n_reps else "")
+        + "; arrows: points beyond the axis"
+    )
     return fig
+
+
+def _std(rows: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in rows:
+        return np.zeros(len(rows))
+    return rows[column].fillna(0.0).to_numpy(dtype=float)
 
 
 def plot_tolerance_heatmap(
@@ -180,18 +238,19 @@ def plot_tolerance_heatmap(
 ) -> Figure:
     """Tolerance of every nonideality (rows) for every workload (columns) as a heatmap.
 
-    Each cell is annotated with the tolerance in the nonideality's unit (``2.5x`` the standard
-    value, the fewest bits, or an absolute value; ``>=`` when the whole grid is tolerated,
-    ``none`` when even its most benign value misses the threshold). The colour is the
-    tolerated part of the swept range (0 to 1, in log scale), which is comparable across
-    the kinds of grid.
+    Each cell is annotated with the tolerance in the nonideality's unit (``2.5×`` the standard
+    value, the fewest bits, or an absolute value), or with the bound the grid gives
+    (:func:`~analoglib.studies.nonideality_sensitivity.tolerance_text`: ``≥4×`` when the whole
+    grid is tolerated, ``<0.5×`` when even its most benign value misses the threshold). The
+    colour is the tolerated part of the swept range (0 to 1, in log scale), which is
+    comparable across the kinds of grid.
 
     Args:
         tolerances: From :func:`analoglib.sweeps.tolerance_table`.
         workloads: Columns in this order (default: as in ``tolerances``).
         nonidealities: Rows in this order (default: as in ``tolerances``).
         threshold: The A* of the tolerance, for the default title.
-        title: Axes title; by default ``Tolerance at A* (1 h) >= <threshold>``.
+        title: Axes title; by default ``Tolerance at A* (1 h) ≥ <threshold>``.
 
     Returns:
         The figure (single-column width).
@@ -222,10 +281,12 @@ def plot_tolerance_heatmap(
                     color="white" if dark else "black")  # fmt: skip
     ax.set_xticks(range(len(columns)), columns)
     ax.set_yticks(range(len(rows)), [get_nonideality(name).label for name in rows])
+    ax.set_xlabel("Workload")
+    ax.set_ylabel("Nonideality (scaled alone)")
     ax.grid(False)
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
     fig.colorbar(image, ax=ax, label="Tolerated part of swept range")
-    ax.set_title(f"Tolerance at A* (1 h) >= {threshold:.0%}" if title is None else title)
+    ax.set_title(f"Tolerance at A* (1 h) ≥ {threshold:.0%}" if title is None else title)
     return fig

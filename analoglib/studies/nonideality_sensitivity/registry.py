@@ -46,7 +46,7 @@ KINDS = ("factor", "bits", "absolute")
 #: Name of the pseudo-nonideality that stands for the standard model.
 STANDARD = "standard"
 #: Version of the sweep file format (part of every file's parameters).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: common random numbers across the points of a repetition
 #: Iso-accuracy threshold on A*_1h (``docs/model.md#metrics``).
 ISO_ACCURACY = 0.99
 
@@ -68,6 +68,7 @@ class Nonideality:
             ``"weight"`` (device-level: programming, read noise, drift, stuck devices) or
             ``"other"`` (IR drop), for the comparison at equal MVM error.
         fixed: Further fields set whenever the knob is applied (e.g. the stuck kind).
+        unit: What an ``"absolute"`` grid value is (x-axis label), e.g. "fraction of devices".
     """
 
     name: str
@@ -78,6 +79,7 @@ class Nonideality:
     standard: float
     family: str
     fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    unit: str = "value"
 
     @property
     def standard_value(self) -> float:
@@ -142,21 +144,26 @@ class Nonideality:
         return self.check_value(value) == self.standard_value
 
     def format_value(self, value: float) -> str:
-        """Short text of a grid value: ``2x``, ``6 bit`` or ``0.01``."""
+        """Short text of a grid value: ``2×``, ``6 bit`` or ``0.01``."""
         if self.kind == "bits":
             return f"{int(value)} bit"
         if self.kind == "factor":
-            return f"{value:.3g}x"
+            return f"{value:.3g}×"
         return f"{value:.3g}"
 
     @property
-    def axis_label(self) -> str:
-        """X-axis label of a sweep plot."""
+    def value_label(self) -> str:
+        """What a grid value is, with its unit (the x-axis label of a sweep panel)."""
         if self.kind == "bits":
-            return f"{self.label} (bits)"
+            return "Resolution (bits)"
         if self.kind == "factor":
-            return f"{self.label} (x standard)"
-        return f"{self.label} (absolute)"
+            return "Scale (× standard value)"
+        return self.unit[:1].upper() + self.unit[1:]
+
+    @property
+    def axis_label(self) -> str:
+        """X-axis label naming the knob and its unit."""
+        return f"{self.label}: {self.value_label[:1].lower()}{self.value_label[1:]}"
 
 
 def _nonidealities() -> dict[str, Nonideality]:
@@ -171,7 +178,7 @@ def _nonidealities() -> dict[str, Nonideality]:
         ),
         Nonideality(
             "out_nonlinearity", "ADC S-nonlinearity", "absolute", "forward", "out_nonlinearity",
-            fwd.out_nonlinearity, "input/output",
+            fwd.out_nonlinearity, "input/output", unit="nonlinearity strength (0: linear)",
         ),
         Nonideality(
             "w_noise", "Short-term read noise", "factor", "forward", "w_noise", fwd.w_noise,
@@ -190,7 +197,7 @@ def _nonidealities() -> dict[str, Nonideality]:
         ),
         Nonideality("ir_drop", "IR drop", "factor", "forward", "ir_drop", fwd.ir_drop, "other"),
     ]  # fmt: skip
-    for kind, label in (("reset", "at 0 uS"), ("g_max", "at g_max"), ("random", "at random")):
+    for kind, label in (("reset", "at 0 µS"), ("g_max", "at g_max"), ("random", "at random")):
         items.append(
             Nonideality(
                 f"stuck_{kind}",
@@ -201,6 +208,7 @@ def _nonidealities() -> dict[str, Nonideality]:
                 pcm.stuck_fraction,
                 "weight",
                 fixed={"stuck_kind": kind},
+                unit="fraction of devices stuck",
             )
         )
     return {item.name: item for item in items}

@@ -218,9 +218,15 @@ def point_key(workload: str, nonideality: str, value: float, rep: int) -> tuple[
     return (workload, nonideality, repr(float(value)), int(rep))
 
 
-def point_seed(seed: int, workload: str, nonideality: str, value: float, rep: int) -> int:
-    """Seed of one point's programming, drift and forward noise."""
-    return derive_seed(seed, "sweep", workload, nonideality, repr(float(value)), rep)
+def point_seed(seed: int, workload: str, rep: int) -> int:
+    """Seed of the programming, drift and forward noise of repetition ``rep`` of a workload.
+
+    Common to every nonideality and grid value (common random numbers): within a repetition,
+    each point draws the same standard-normal numbers and the knob only scales them, so a
+    curve's steps show the knob's effect and not a fresh noise draw. The spread over
+    repetitions is the programming-to-programming variation.
+    """
+    return derive_seed(seed, "sweep", workload, rep)
 
 
 class SweepFile(JsonlStore):
@@ -366,7 +372,7 @@ class _PointRunner:
                 size=spec.mvm_size,
                 n_vectors=spec.mvm_vectors,
             )
-        seed = point_seed(spec.seed, workload, nonideality, value, rep)
+        seed = point_seed(spec.seed, workload, rep)
         metrics = evaluate_point(prepared, config, spec.t_inference_s, seed)
         w = prepared.workload
         return {
