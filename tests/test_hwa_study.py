@@ -151,3 +151,17 @@ def test_a_star_figure_draws_ours_and_the_published_values() -> None:
     assert any(label.startswith("HWA, published") for label in labels)
     assert ax.get_ylabel() and ax.get_title() == "ResNet-20 / Fashion-MNIST"
     plt.close(fig)
+
+
+def test_stored_evaluations_are_keyed_by_the_models_they_evaluate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A changed HWA recipe (or workload profile) must not reuse the stored evaluations."""
+    before = SPEC.key()
+    changed = {
+        k: {**v, "smoke": {**v["smoke"], "recipe": {**v["smoke"]["recipe"], "max_steps": 99}}}
+        for k, v in study.HWA_PROFILES.items()
+    }
+    monkeypatch.setattr(study, "HWA_PROFILES", changed)
+    assert SPEC.key() != before
+    assert SPEC.parameters()["hwa_recipe"]["max_steps"] == 99

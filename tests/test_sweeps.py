@@ -532,3 +532,23 @@ def test_sweep_on_a_local_cluster_equals_the_in_process_run_and_survives_a_kille
     finally:
         client.close()
         cluster.close()
+
+
+def test_rising_steps_lists_only_rises_beyond_the_error_bars() -> None:
+    summary = pd.DataFrame(
+        {
+            "workload": "cnn",
+            "nonideality": ["out_noise"] * 4 + ["dac_bits"] * 3,
+            "scale": [0.5, 1.0, 2.0, 4.0, 8.0, 6.0, 4.0],
+            # out_noise: 1 -> 2 rises by 0.03 with bars 0.02 (listed); 2 -> 4 falls
+            # dac_bits (harm: 8 -> 6 -> 4 bits): 6 -> 4 rises by 0.01 within bars 0.02
+            "a_star_mean": [0.99, 0.95, 0.98, 0.5, 0.99, 0.9, 0.91],
+            "a_star_std": [0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01],
+        }
+    )
+    steps = sweeps.rising_steps(summary)
+    assert steps[["nonideality", "from_value", "to_value"]].values.tolist() == [
+        ["out_noise", 1.0, 2.0]
+    ]
+    assert steps["rise"].iloc[0] == pytest.approx(0.03)
+    assert sweeps.rising_steps(summary[summary["nonideality"] == "dac_bits"]).empty

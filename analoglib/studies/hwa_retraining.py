@@ -43,6 +43,7 @@ from analoglib.studies.common import calibration_batches, direct_mapping
 from analoglib.training.hwa import HWARecipe
 from analoglib.utils import check_int, paths
 from analoglib.workloads import Workload, cached_metrics, load_workload, train_fp, train_hwa
+from analoglib.workloads.base import resolve_parameters
 
 __all__ = [
     "HWA_PROFILES",
@@ -481,8 +482,25 @@ class HWAStudySpec:
             )
 
     def parameters(self) -> dict[str, Any]:
-        """Plain JSON-able dict of the spec and the simulation revision (the file's header)."""
-        return json_normalized({**dataclasses.asdict(self), "simulation": SIMULATION_REVISION})
+        """Plain JSON-able dict of the spec and the simulation revision (the file's header).
+
+        It holds what the evaluated models depend on, so that stored evaluations are never
+        reused for other models: the workload's profile parameters (which fix the FP model),
+        the HWA recipe and the HWA training config.
+        """
+        recipe, config, _ = hwa_recipe(self.workload, self.workload_profile)
+        workload = resolve_parameters(
+            self.workload, self.workload_profile, self.data_source, self.seed, {}
+        )
+        return json_normalized(
+            {
+                **dataclasses.asdict(self),
+                "simulation": SIMULATION_REVISION,
+                "workload_parameters": workload,
+                "hwa_recipe": dataclasses.asdict(recipe),
+                "hwa_config": config.to_dict(),
+            }
+        )
 
     def key(self) -> str:
         """16-hex-digit hash of :meth:`parameters` (names the file)."""

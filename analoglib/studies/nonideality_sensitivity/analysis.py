@@ -30,6 +30,7 @@ __all__ = [
     "expand_standard",
     "interpolate_tolerance",
     "relative_tolerance_table",
+    "rising_steps",
     "results_metrics",
     "summarize",
     "tolerance_table",
@@ -250,6 +251,45 @@ def tolerance_table(
             }
         )
     return pd.DataFrame(rows)
+
+
+def rising_steps(summary: pd.DataFrame) -> pd.DataFrame:
+    """Steps along a grid where A* rises with more harm by more than the error bars allow.
+
+    More of a nonideality should never help. Walking each (workload, nonideality) grid from
+    the most benign to the most harmful value, a step whose mean A* rises by more than the sum
+    of the two points' standard deviations (the error bars no longer overlap) is listed.
+
+    Args:
+        summary: From :func:`summarize`.
+
+    Returns:
+        One row per such step: ``workload``, ``nonideality``, ``from_value``, ``to_value``,
+        ``rise`` (A* points, as a fraction) and ``error_bars`` (the sum of the two stds);
+        empty when every curve is monotone within its error bars.
+    """
+    rows = []
+    for (workload, name), part in summary.groupby(["workload", "nonideality"], sort=False):
+        item = get_nonideality(str(name))
+        values = part["scale"].to_numpy(dtype=float)
+        order = _harm_order(item, values)
+        a = part["a_star_mean"].to_numpy(dtype=float)[order]
+        s = part["a_star_std"].to_numpy(dtype=float)[order]
+        for k in range(1, len(a)):
+            rise, bars = a[k] - a[k - 1], s[k] + s[k - 1]
+            if rise > bars:
+                rows.append(
+                    {
+                        "workload": workload,
+                        "nonideality": name,
+                        "from_value": float(values[order][k - 1]),
+                        "to_value": float(values[order][k]),
+                        "rise": float(rise),
+                        "error_bars": float(bars),
+                    }
+                )
+    columns = ["workload", "nonideality", "from_value", "to_value", "rise", "error_bars"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def a_star_at_mvm_error(summary: pd.DataFrame, target: float = 0.2) -> pd.DataFrame:
