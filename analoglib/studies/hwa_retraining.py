@@ -77,8 +77,8 @@ __all__ = [
 #: that calibrate the input ranges of the direct-mapping baseline. The default profiles are sized
 #: for at most about 30 minutes per workload on two idle CPU cores with the FP checkpoint
 #: cached (HWA training plus 48 evaluations at n_reps = 3): CNN 250 analog steps of batch 128
-#: and 500 test images per evaluation; LSTM 1,200 steps and 12 test segments; MiniLM 400
-#: steps and 256 validation sentences (twice the steps of the first release of the study).
+#: and 500 test images per evaluation (twice the first release of the study); LSTM 900 steps
+#: and 12 test segments, MiniLM 300 steps and 256 validation sentences (1.5 times).
 HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "cnn": {
         "smoke": {
@@ -135,10 +135,10 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                 "epochs": 2,
                 "lr": 0.3,
                 "optimizer": "sgd",
-                "max_steps": 600,
+                "max_steps": 450,
                 "grad_clip": 0.25,
                 "lr_decay": 0.5,
-                "ramp_steps": 400,
+                "ramp_steps": 300,
             },
             "config": {
                 "modifier": {"type": "pcm_noise", "std_dev": 5.0, "pdrop": 0.01},
@@ -174,9 +174,9 @@ HWA_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "recipe": {
                 "epochs": 1,
                 "lr": 2e-5,
-                "max_steps": 400,
+                "max_steps": 300,
                 "grad_clip": 1.0,
-                "ramp_steps": 120,
+                "ramp_steps": 90,
                 "distill_weight": 0.5,
             },
             "config": {"modifier": {"type": "add_normal", "std_dev": 0.06}},
