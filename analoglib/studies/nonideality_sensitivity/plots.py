@@ -135,9 +135,9 @@ def plot_a_star_vs_mvm_error(
     error bars in both directions); line styles mark the families (solid: input/output,
     dashed: weight, dotted: other), so the panels compare the nonidealities at equal MVM error
     (the labelled vertical line at ``target``). The x axis is linear and shows the region
-    around the comparison, 0 to ``span`` × ``target``; points beyond it are drawn as
-    arrows at the right edge, labelled with their MVM error, so one extreme point does not
-    squeeze the comparison into a corner.
+    around the comparison, ``target`` / ``span`` to ``span`` × ``target``; points beyond it
+    are drawn as arrows at the right edge, labelled with their MVM error, so one extreme point
+    does not squeeze the comparison into a corner.
 
     Args:
         summary: From :func:`analoglib.studies.nonideality_sensitivity.summarize`.
@@ -208,7 +208,7 @@ def plot_a_star_vs_mvm_error(
             va="bottom",
             ha="right",
         )
-        ax.set_xlim(0, x_max)
+        ax.set_xlim(100 * target / span, x_max)
         ax.set_title(workload)
         ax.set_xlabel("MVM error of a random tile at 1 h (%)")
     axes[0, 0].set_ylabel("A* at 1 h (%)")
@@ -216,9 +216,9 @@ def plot_a_star_vs_mvm_error(
     fig.legend(handles, labels, loc="outside lower center", ncols=3)
     n_reps = int(summary["n_reps"].max()) if "n_reps" in summary else 0
     fig.suptitle(
-        "A* against the MVM error of a random tile, each nonideality scaled alone"
-        + (f"; mean ± 1 std over {n_reps} programmings" if n_reps else "")
-        + "; arrows: points beyond the axis"
+        "A* against the MVM error of a random tile, each nonideality scaled alone\n"
+        + (f"mean ± 1 std over {n_reps} programmings; " if n_reps else "")
+        + "arrows: points beyond the axis, with their MVM error"
     )
     return fig
 

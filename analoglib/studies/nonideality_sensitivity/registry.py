@@ -178,7 +178,7 @@ def _nonidealities() -> dict[str, Nonideality]:
         ),
         Nonideality(
             "out_nonlinearity", "ADC S-nonlinearity", "absolute", "forward", "out_nonlinearity",
-            fwd.out_nonlinearity, "input/output", unit="nonlinearity strength (0: linear)",
+            fwd.out_nonlinearity, "input/output", unit="nonlinearity strength",
         ),
         Nonideality(
             "w_noise", "Short-term read noise", "factor", "forward", "w_noise", fwd.w_noise,
