@@ -33,7 +33,13 @@ from matplotlib.figure import Figure
 from analoglib import plotting, utils
 from analoglib.utils import COMMITTED_OUTPUTS, PROFILES, write_results
 
-__all__ = ["NotebookRun", "ParameterError", "declared_parameters", "start_run"]
+__all__ = [
+    "DeclaredParameter",
+    "NotebookRun",
+    "ParameterError",
+    "declared_parameters",
+    "start_run",
+]
 
 # Annotations a parameters cell may use, and the Python types each accepts.
 _TYPES: dict[str, tuple[type, ...]] = {

@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "noise": 1,
     "plotting": 1,
     "presets": 1,
+    "runs": 1,
     "tiles": 1,
     "nn": 2,
     "inference": 3,
