@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from analoglib._deprecation import moved_names
-from analoglib.utils import paths
+from analoglib.utils import COMMITTED_OUTPUTS, paths
 
 __all__ = [
     "DOUBLE_COLUMN_IN",
@@ -156,7 +156,7 @@ def subplots(
 
 
 def savefig(
-    fig: Figure, name: str, profile: str = "default", output_dir: str = "committed"
+    fig: Figure, name: str, profile: str = "default", output_dir: str = COMMITTED_OUTPUTS
 ) -> list[Path]:
     """Write a figure as vector PDF and 300-dpi PNG into the run's figure folder.
 

@@ -185,7 +185,7 @@ def _check_profile(profile: str) -> None:
         )
 
 
-def results_path(stem: str, profile: str, output_dir: str = "committed") -> Path:
+def results_path(stem: str, profile: str, output_dir: str = COMMITTED_OUTPUTS) -> Path:
     """``build/results/<profile>/<stem>.json``, or ``<output_dir>/<profile>/results/<stem>.json``.
 
     ``output_dir = "committed"`` (:data:`COMMITTED_OUTPUTS`) names the project's own folders.

@@ -130,12 +130,17 @@ def test_batchnorm_recomputed_eval_measures_the_input_scale_and_re_estimates() -
 
 def test_published_metric_inverts_a_star() -> None:
     error_fp, chance = 0.08, 0.9
-    values = study.published_metric("cnn", error_fp, chance)
+    fp = {"accuracy": 1 - error_fp, "error": error_fp}
+    values = study.published_metric("cnn", "accuracy", fp, chance)
     for t, key in ((3600.0, "a_star_1h"), (31536000.0, "a_star_1y")):
         a_star = 1 - ((1 - values[t]) - error_fp) / (chance - error_fp)
         assert 100 * a_star == pytest.approx(study.PUBLISHED_RASCH_2023["cnn"][key])
-    assert list(study.published_metric("transformer", 0.1, 0.5)) == [3600.0]  # no 1 y value
-    assert study.published_metric("rnn", 0.7, 0.99) == {}  # perplexity figure
+    fp = {"accuracy": 0.9, "error": 0.1}
+    assert list(study.published_metric("transformer", "accuracy", fp, 0.5)) == [3600.0]
+    # perplexity is not 1 - error: nothing to draw on its axis
+    assert (
+        study.published_metric("rnn", "perplexity", {"perplexity": 144.0, "error": 0.7}, 0.99) == {}
+    )
 
 
 def test_a_star_figure_draws_ours_and_the_published_values() -> None:

@@ -22,7 +22,7 @@ import dataclasses
 import functools
 import math
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from analoglib.config import PCMConfig
 from analoglib.inference import evaluate
 from analoglib.optim import PostTrainingReport
 from analoglib.parallel import run_points
+from analoglib.plotting import subplots
 from analoglib.presets import standard_hwa_2023
 from analoglib.studies.common import calibration_batches, direct_mapping
 from analoglib.training.hwa import HWARecipe
@@ -696,23 +697,27 @@ def run_variants(
 
 
 # -- what the published A* means on our scale, and the A* figure --------------------------------
-def published_metric(workload: str, error_fp: float, chance_error: float) -> dict[float, float]:
+def published_metric(
+    workload: str, metric: str, fp_metrics: Mapping[str, float], chance_error: float
+) -> dict[float, float]:
     """The published HWA A* of ``workload`` (with GDC) as a value of our task metric.
 
     A* = 1 - (error - error_FP)/(error_chance - error_FP) inverted with our FP and chance
-    errors: the accuracy our model would have at the published A*, time (s) -> accuracy.
-    Only for accuracy metrics: the RNN's figure shows perplexity, which A* does not map to (its
-    A* figure carries the comparison).
+    errors gives the error our model would have at the published A*; that is a value of the
+    task metric only when the metric is ``1 - error`` (an accuracy). For other metrics (the
+    LSTM's perplexity) there is nothing to draw: the A* figure carries the comparison.
 
     Args:
-        workload: ``"cnn"``, ``"rnn"`` or ``"transformer"``.
-        error_fp: Error of our FP model.
+        workload: ``"cnn"``, ``"rnn"`` or ``"transformer"`` (the published row).
+        metric: Key of the task metric in ``fp_metrics``.
+        fp_metrics: Our FP model's metrics, with ``metric`` and ``"error"``.
         chance_error: Error at chance level.
 
     Returns:
-        ``{3600.0: accuracy, 31536000.0: accuracy}`` for the published times (may be empty).
+        Time (s) -> metric value for the published times (empty for a non-accuracy metric).
     """
-    if workload == "rnn":
+    error_fp = float(fp_metrics["error"])
+    if not math.isclose(float(fp_metrics[metric]), 1.0 - error_fp):
         return {}
     published = PUBLISHED_RASCH_2023[workload]
     out = {}
@@ -738,8 +743,6 @@ def plot_a_star(a_star: pd.DataFrame, workload: str, title: str, n_reps: int) ->
     Returns:
         The single-column figure.
     """
-    from analoglib.plotting import subplots
-
     with_gdc = a_star.xs(True, level="drift_compensation")
     times = (3600.0, 31536000.0)
     fig, ax = subplots(height_in=3.6)
@@ -849,15 +852,24 @@ def batchnorm_recomputed_eval(
 def batchnorm_drift_check(
     variants: Variants,
     spec: HWAStudySpec,
+    results: pd.DataFrame,
     n_batches: int = 8,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Does recomputing the BatchNorm statistics undo the collapse without drift compensation?
 
-    Each analog variant is programmed with the study's seeds and drifted without GDC exactly as
-    in :func:`run_variants` (same seeds, so the rows pair up), then evaluated once as it is and
-    once with its BatchNorm statistics recomputed on ``n_batches`` training batches
-    (:func:`batchnorm_recomputed_eval`).
+    Each analog variant is programmed and drifted without GDC with the study's seeds, as in
+    :func:`run_variants`, and evaluated after its BatchNorm statistics are recomputed on
+    ``n_batches`` training batches (:func:`batchnorm_recomputed_eval`). The same seeds give the
+    same chips, so the rows pair up with the study's own no-GDC rows in ``results``, which
+    supply the "as is" column (not evaluated again).
+
+    Args:
+        variants: The prepared variants.
+        spec: The study.
+        results: The table of :func:`run_variants` for ``spec``.
+        n_batches: Training batches that re-estimate the statistics.
+        progress: Show progress bars.
 
     Returns:
         Rows (variant, t_inference_s): mean over repetitions of the metric as is, with
@@ -870,30 +882,20 @@ def batchnorm_drift_check(
         raise ValueError(f"workload {spec.workload!r} has no BatchNorm layer: nothing to check.")
     metric = variants.workload.metric
     batches = calibration_batches(variants.workload, check_int("n_batches", n_batches, 1))
-    rows = []
-    for name, model in variants.models.items():
-        for label, fn in (
-            ("as is", variants.workload.evaluate),
-            ("BN recomputed", batchnorm_recomputed_eval(variants.workload.evaluate, batches)),
-        ):
-            table = evaluate(
-                model, fn, spec.t_inferences, spec.n_reps, spec.seed, False, progress=progress
-            )
-            rows.append(table.assign(variant=name, statistics=label))
-    table = pd.concat(rows, ignore_index=True)
-    wide = table.pivot_table(
-        index=["variant", "t_inference_s"], columns="statistics", values=metric, aggfunc="mean"
-    )
-    ratio = (
-        table[table["statistics"] == "BN recomputed"]
-        .groupby(["variant", "t_inference_s"])["bn_input_std_ratio"]
-        .mean()
-    )
+    recompute = batchnorm_recomputed_eval(variants.workload.evaluate, batches)
+    tables = [
+        evaluate(
+            model, recompute, spec.t_inferences, spec.n_reps, spec.seed, False, progress=progress
+        ).assign(variant=name)
+        for name, model in variants.models.items()
+    ]
+    recomputed = pd.concat(tables, ignore_index=True).groupby(["variant", "t_inference_s"])
+    as_is = results[~results["drift_compensation"]].groupby(["variant", "t_inference_s"])
     out = pd.DataFrame(
         {
-            f"{metric} without GDC": wide["as is"],
-            f"{metric} without GDC, BN recomputed": wide["BN recomputed"],
-            "BN input std / trained std": ratio,
+            f"{metric} without GDC": as_is[metric].mean(),
+            f"{metric} without GDC, BN recomputed": recomputed[metric].mean(),
+            "BN input std / trained std": recomputed["bn_input_std_ratio"].mean(),
         }
     )
     return out.loc[list(variants.models)]

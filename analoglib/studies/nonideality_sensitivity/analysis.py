@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -253,6 +253,14 @@ def tolerance_table(
     return pd.DataFrame(rows)
 
 
+def _curves(summary: pd.DataFrame) -> Iterator[tuple[Any, Any, Nonideality, pd.DataFrame]]:
+    """Each (workload, nonideality) curve of a summary, its rows from benign to harmful."""
+    for (workload, name), part in summary.groupby(["workload", "nonideality"], sort=False):
+        item = get_nonideality(str(name))
+        order = _harm_order(item, part["scale"].to_numpy(dtype=float))
+        yield workload, name, item, part.iloc[order]
+
+
 def rising_steps(summary: pd.DataFrame) -> pd.DataFrame:
     """Steps along a grid where A* rises with more harm by more than the error bars allow.
 
@@ -269,25 +277,22 @@ def rising_steps(summary: pd.DataFrame) -> pd.DataFrame:
         empty when every curve is monotone within its error bars.
     """
     rows = []
-    for (workload, name), part in summary.groupby(["workload", "nonideality"], sort=False):
-        item = get_nonideality(str(name))
-        values = part["scale"].to_numpy(dtype=float)
-        order = _harm_order(item, values)
-        a = part["a_star_mean"].to_numpy(dtype=float)[order]
-        s = part["a_star_std"].to_numpy(dtype=float)[order]
-        for k in range(1, len(a)):
-            rise, bars = a[k] - a[k - 1], s[k] + s[k - 1]
-            if rise > bars:
-                rows.append(
-                    {
-                        "workload": workload,
-                        "nonideality": name,
-                        "from_value": float(values[order][k - 1]),
-                        "to_value": float(values[order][k]),
-                        "rise": float(rise),
-                        "error_bars": float(bars),
-                    }
-                )
+    for workload, name, _, curve in _curves(summary):
+        values = curve["scale"].to_numpy(dtype=float)
+        a = curve["a_star_mean"].to_numpy(dtype=float)
+        bars = curve["a_star_std"].to_numpy(dtype=float)
+        rise, allowed = np.diff(a), bars[1:] + bars[:-1]
+        for k in np.nonzero(rise > allowed)[0]:
+            rows.append(
+                {
+                    "workload": workload,
+                    "nonideality": name,
+                    "from_value": float(values[k]),
+                    "to_value": float(values[k + 1]),
+                    "rise": float(rise[k]),
+                    "error_bars": float(allowed[k]),
+                }
+            )
     columns = ["workload", "nonideality", "from_value", "to_value", "rise", "error_bars"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -308,12 +313,9 @@ def a_star_at_mvm_error(summary: pd.DataFrame, target: float = 0.2) -> pd.DataFr
         ``mvm_error_max``.
     """
     rows = []
-    for (workload, name), part in summary.groupby(["workload", "nonideality"], sort=False):
-        item = get_nonideality(str(name))
-        values = part["scale"].to_numpy(dtype=float)
-        order = _harm_order(item, values)
-        eps = part["mvm_error_mean"].to_numpy(dtype=float)[order]
-        a = part["a_star_mean"].to_numpy(dtype=float)[order]
+    for workload, name, item, curve in _curves(summary):
+        eps = curve["mvm_error_mean"].to_numpy(dtype=float)
+        a = curve["a_star_mean"].to_numpy(dtype=float)
         value = math.nan
         for k in range(1, len(eps)):
             if eps[k - 1] <= target <= eps[k] and eps[k] > eps[k - 1]:

@@ -160,11 +160,6 @@ class Nonideality:
             return "Scale (× standard value)"
         return self.unit[:1].upper() + self.unit[1:]
 
-    @property
-    def axis_label(self) -> str:
-        """X-axis label naming the knob and its unit."""
-        return f"{self.label}: {self.value_label[:1].lower()}{self.value_label[1:]}"
-
 
 def _nonidealities() -> dict[str, Nonideality]:
     standard = standard_hwa_2023()
