@@ -17,7 +17,7 @@ MAKEFLAGS += --no-builtin-rules --no-print-directory
 VENV ?= .venv
 PYTHON ?= python3
 PY = $(VENV)/bin/python
-EXTRAS = text,notebooks,dev,docs
+EXTRAS = text,notebooks,nas,dev,docs
 ENV_STAMP = $(VENV)/.stamp-env
 DATA_STAMP = $(VENV)/.stamp-data
 

@@ -8,7 +8,7 @@ The rule, imports inside functions included (read from the source, not by import
 2     nn
 3     inference, summary, metrics, optim
 4     training, data, models
-5     workloads
+5     workloads, nas
 6     studies
 ====  ============================================================================
 
@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     "models": 4,
     "training": 4,
     "workloads": 5,
+    "nas": 5,
     "studies": 6,
 }
 
