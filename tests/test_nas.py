@@ -365,3 +365,41 @@ def test_candidate_spec_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="t_inferences"):
         nas.CandidateSpec(t_inferences=(86400.0, 1.0))
 
+
+# ---- the study's search comparison ------------------------------------------------------------
+def _synthetic_bench() -> pd.DataFrame:
+    """Every NB201 cell with a known optimum (TARGET), digital accuracy tied to it loosely."""
+    cells = [tuple(int(v) for v in np.unravel_index(i, (5,) * 6)) for i in range(5**6)]
+    score = _oracle(cells)
+    noise = np.random.default_rng(12).normal(0, 1, len(cells))
+    return pd.DataFrame(
+        {
+            "cell": cells,
+            "hwa_86400": 80 + 2 * score + noise,
+            "avm_hwa": 6 - score / 2 + noise,
+            "hwa_86400_std": 1 + np.abs(noise),
+            "baseline": 85 + score + 2 * noise,
+        }
+    )
+
+
+def test_search_comparison_is_resumable_and_spends_equal_budgets(tmp_path, monkeypatch) -> None:
+    from analoglib.studies import analognas as study
+
+    bench = _synthetic_bench()
+    spec = study.SearchStudySpec(budgets=(20,), n_seeds=2, ea_population=10, ea_iterations=3)
+    path = tmp_path / "searches.jsonl"
+    first = study.search_comparison(bench, spec, path, progress=False)
+    assert len(first) == len(study.METHOD_LABELS) * 2
+    assert (first["true_evaluations"] == 20).all()
+
+    def no_work(func, points, *args, **kwargs):
+        assert not list(points), "stored search points were computed again"
+        return 0
+
+    monkeypatch.setattr(study, "run_points", no_work)
+    again = study.search_comparison(bench, spec, path, progress=False)
+    pd.testing.assert_frame_equal(first, again)
+    summary = study.search_summary(first)
+    assert set(summary["method"]) == set(study.METHOD_LABELS)
+    assert summary.loc[summary["method"] == "surrogate", "surrogate_wins"].isna().all()
