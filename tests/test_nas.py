@@ -342,7 +342,10 @@ def test_evaluator_caches_bit_for_bit_and_resumes(tmp_path, monkeypatch) -> None
     assert len(nas.candidate_store(SPEC, path)) == 1  # the finished one is kept
     monkeypatch.setattr(nas_evaluate, "evaluate_candidate", real)
     first = nas.evaluate_candidates(configs, SPEC, path, progress=False)
-    assert len(first) == 2 and set(first["acc_86400"]) <= set(np.linspace(0, 1, 101))
+    assert len(first) == 2
+    # the mean of 2 programmings on 100 test images: a multiple of 1 / 200
+    counts = first["acc_86400"].to_numpy() * SPEC.n_test * SPEC.n_reps
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)
 
     def never(spec, config):
         raise AssertionError("a stored candidate was evaluated again")
