@@ -19,6 +19,7 @@ from analoglib.nas.evaluate import (
 )
 from analoglib.nas.search import (
     MUTATION_PROBABILITIES,
+    SEARCH_REVISION,
     SearchSpace,
     SearchTrace,
     digital_best,
@@ -49,6 +50,7 @@ __all__ = [
     "FEATURES",
     "MAX_GROUPS",
     "MUTATION_PROBABILITIES",
+    "SEARCH_REVISION",
     "NB201_OPS",
     "BenchFormatError",
     "NB201Space",

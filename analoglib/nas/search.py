@@ -34,6 +34,7 @@ from analoglib.nas.surrogate import Surrogate
 
 __all__ = [
     "MUTATION_PROBABILITIES",
+    "SEARCH_REVISION",
     "SearchSpace",
     "SearchTrace",
     "digital_best",
@@ -41,6 +42,11 @@ __all__ = [
     "random_search",
     "surrogate_search",
 ]
+
+#: Revision of what a seeded search returns. Bump it with any change to the searches or the
+#: surrogate that alters their results: stored search results are keyed by it, so results of
+#: older code are computed again instead of reused.
+SEARCH_REVISION = 1
 
 #: The paper's mutation probabilities (the NAS-Bench-201 space has the single kind "op").
 MUTATION_PROBABILITIES: dict[str, float] = {"width": 0.8, "depth": 0.8, "other": 0.6, "op": 1.0}

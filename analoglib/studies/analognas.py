@@ -39,6 +39,7 @@ from analoglib.nas import (
     surrogate_search,
 )
 from analoglib.nas.evaluate import CandidateSpec
+from analoglib.nas.search import SEARCH_REVISION
 from analoglib.parallel import run_points
 from analoglib.plotting import subplots
 from analoglib.utils import derive_seed, paths
@@ -338,7 +339,9 @@ class SearchStudySpec:
     max_avm: float = float("inf")
 
     def parameters(self) -> dict[str, Any]:
-        return json_normalized(dataclasses.asdict(self) | {"format": 1})
+        return json_normalized(
+            dataclasses.asdict(self) | {"format": 1, "search_revision": SEARCH_REVISION}
+        )
 
     def default_path(self) -> Path:
         """``data/cache/nas_bench/<key>.jsonl``."""
