@@ -4,7 +4,7 @@ The rule, imports inside functions included (read from the source, not by import
 
 ====  ============================================================================
 0     config, random, utils, cache, parallel (and the private helpers)
-1     presets, noise, tiles, plotting
+1     presets, noise, devices, tiles, plotting
 2     nn
 3     inference, summary, metrics, optim
 4     training, data, models
@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "parallel": 0,
     "random": 0,
     "utils": 0,
+    "devices": 1,
     "noise": 1,
     "plotting": 1,
     "presets": 1,
