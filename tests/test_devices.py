@@ -223,6 +223,58 @@ def test_vectorised_pulses_equal_a_per_pulse_loop(device) -> None:
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-7)
 
 
+def test_exp_step_follows_its_formula() -> None:
+    device = _no_dtod(dv.ExpStepDevice, dw_min=0.01, w_max=1.0, w_min=-1.0)
+    state = dv.sample_device_state(device, (1,), _gen())
+    w = torch.tensor([0.3])
+    z = 2 * device.a * 0.3 / 2.0 + device.b
+    up = dv.pulse_once(w, torch.ones(1), state, device, torch.zeros(1))
+    down = dv.pulse_once(w, -torch.ones(1), state, device, torch.zeros(1))
+    step_up = 0.01 * max(1 - device.A_up * math.exp(device.gamma_up * z), 0.0)
+    step_down = 0.01 * max(1 - device.A_down * math.exp(-device.gamma_down * z), 0.0)
+    torch.testing.assert_close(up, torch.tensor([0.3 + step_up]))
+    torch.testing.assert_close(down, torch.tensor([0.3 - step_down]))
+
+
+def test_piecewise_step_interpolates_its_nodes_over_the_device_range() -> None:
+    device = _no_dtod(
+        dv.PiecewiseStepDevice,
+        dw_min=0.01,
+        w_max=1.0,
+        w_min=-1.0,
+        piecewise_up=(1.0, 3.0, 2.0),
+        piecewise_down=(2.0, 1.0, 1.0),
+    )
+    state = dv.sample_device_state(device, (1,), _gen())
+    # w = -0.5 lies a quarter into [-1, 1]: halfway between nodes 0 and 1
+    w = torch.tensor([-0.5])
+    up = dv.pulse_once(w, torch.ones(1), state, device, torch.zeros(1))
+    down = dv.pulse_once(w, -torch.ones(1), state, device, torch.zeros(1))
+    torch.testing.assert_close(up, torch.tensor([-0.5 + 0.01 * 2.0]))
+    torch.testing.assert_close(down, torch.tensor([-0.5 - 0.01 * 1.5]))
+
+
+@pytest.mark.parametrize("name", sorted(dv.DEVICE_PRESETS))
+def test_presets_build_consistent_devices(name: str) -> None:
+    device = dv.DEVICE_PRESETS[name]()
+    state = dv.sample_device_state(device, (64, 32), _gen(10))
+    assert (state.b_min <= 0).all() and (state.b_max >= 0).all()
+    assert (state.scale_up >= 0).all() and (state.scale_down >= 0).all()
+    out = dv.apply_pulses(torch.zeros(64, 32), torch.full((64, 32), 3), state, device, _gen(11))
+    assert torch.isfinite(out).all()
+    assert (out >= state.b_min).all() and (out <= state.b_max).all()
+    assert torch.isfinite(dv.symmetric_point(state)).all()
+
+
+def test_reference_sits_at_the_symmetric_point_when_subtracted() -> None:
+    device = dv.reram_array_om().replace(reference_std=0.0)
+    state = dv.sample_device_state(device, (500,), _gen(12))
+    torch.testing.assert_close(state.reference, dv.symmetric_point(state))
+    noisy = dv.sample_device_state(dv.reram_array_om(), (20_000,), _gen(12))
+    offset = noisy.reference - dv.symmetric_point(noisy)
+    assert offset.std().item() == pytest.approx(0.05, rel=0.03)
+
+
 def test_bad_fields_are_refused_by_name() -> None:
     with pytest.raises(ValueError, match="dw_min"):
         dv.ConstantStepDevice(dw_min=0.0)

@@ -4,10 +4,23 @@ References:
     ``docs/devices.md``.
 """
 
+from analoglib.devices.presets import (
+    DEVICE_PRESETS,
+    ecram,
+    ecram_mo,
+    gokmen_vlasov,
+    idealized,
+    reram_array_hfo2,
+    reram_array_om,
+    reram_es,
+    reram_sb,
+)
 from analoglib.devices.pulsed import (
     ConstantStepDevice,
     DeviceState,
+    ExpStepDevice,
     LinearStepDevice,
+    PiecewiseStepDevice,
     PowStepDevice,
     PulsedDevice,
     SoftBoundsDevice,
@@ -21,9 +34,20 @@ from analoglib.devices.pulsed import (
 )
 
 __all__ = [
+    "DEVICE_PRESETS",
+    "ecram",
+    "ecram_mo",
+    "gokmen_vlasov",
+    "idealized",
+    "reram_array_hfo2",
+    "reram_array_om",
+    "reram_es",
+    "reram_sb",
     "ConstantStepDevice",
     "DeviceState",
+    "ExpStepDevice",
     "LinearStepDevice",
+    "PiecewiseStepDevice",
     "PowStepDevice",
     "PulsedDevice",
     "SoftBoundsDevice",

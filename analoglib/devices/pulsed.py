@@ -18,6 +18,9 @@ SoftBoundsReference    SoftBounds with additive noise and a reference conductanc
                        read subtracts (optionally at the symmetric point)
 PowStep                s_up omega^gamma_up, s_down (1 - omega)^gamma_down with
                        omega = (b_max - w) / (b_max - b_min)
+ExpStep                s_up max(1 - A_up e^(gamma_up z), 0), s_down max(1 - A_down
+                       e^(-gamma_down z), 0), z = 2 a w / (b_max - b_min) + b
+PiecewiseStep          s times the linear interpolation of node values over [b_min, b_max]
 =====================  ====================================================================
 
 Every step ends clipped to the device's bounds ``[b_min, b_max]``.
@@ -47,7 +50,9 @@ from torch import Tensor
 __all__ = [
     "ConstantStepDevice",
     "DeviceState",
+    "ExpStepDevice",
     "LinearStepDevice",
+    "PiecewiseStepDevice",
     "PowStepDevice",
     "PulsedDevice",
     "SoftBoundsDevice",
@@ -316,6 +321,71 @@ class PowStepDevice(PulsedDevice):
 
 
 @dataclass
+class ExpStepDevice(PulsedDevice):
+    """Steps that fall off exponentially toward the bounds (aihwkit ``ExpStepDevice``).
+
+    With ``z = 2 a w / (b_max - b_min) + b``: up ``s_up max(1 - A_up exp(gamma_up z), 0)``,
+    down ``s_down max(1 - A_down exp(-gamma_down z), 0)``, noise multiplicative. The fitting
+    parameters are the same for every device (no device-to-device spread of their own).
+
+    Attributes:
+        A_up, A_down, gamma_up, gamma_down, a, b: The fit (aihwkit's defaults).
+        dw_min_std_add, dw_min_std_slope: aihwkit's extra noise terms; not modelled (0 only).
+    """
+
+    _name: ClassVar[str] = "ExpStepDevice"
+
+    A_up: float = 0.00081
+    A_down: float = 0.36833
+    gamma_up: float = 12.44625
+    gamma_down: float = 12.78785
+    a: float = 0.244
+    b: float = 0.2425
+    dw_min_std_add: float = 0.0
+    dw_min_std_slope: float = 0.0
+
+    def validate(self) -> None:
+        super().validate()
+        for key in ("A_up", "A_down", "gamma_up", "gamma_down", "a", "b"):
+            _number(self._name, key, getattr(self, key))
+        for key in ("dw_min_std_add", "dw_min_std_slope"):
+            if getattr(self, key) != 0:
+                _fail(self._name, key, getattr(self, key), "0 (this noise term is not modelled)")
+
+
+@dataclass
+class PiecewiseStepDevice(PulsedDevice):
+    """Steps interpolated from measured node values (aihwkit ``PiecewiseStepDevice``).
+
+    The nodes split ``[b_min, b_max]`` of each device into ``len(piecewise_up) - 1`` equal
+    sections; the up step at w is ``s_up`` times the linear interpolation of ``piecewise_up``
+    at w (likewise down); one node means a constant factor. Noise is multiplicative.
+
+    Attributes:
+        piecewise_up, piecewise_down: Node values (relative step sizes), the same number.
+    """
+
+    _name: ClassVar[str] = "PiecewiseStepDevice"
+
+    piecewise_up: tuple[float, ...] = (1.0,)
+    piecewise_down: tuple[float, ...] = (1.0,)
+
+    def validate(self) -> None:
+        super().validate()
+        up, down = tuple(self.piecewise_up), tuple(self.piecewise_down)
+        if not up or len(up) != len(down):
+            _fail(
+                self._name,
+                "piecewise_down",
+                self.piecewise_down,
+                f"as many nodes as piecewise_up ({len(up)}), at least one",
+            )
+        for key, nodes in (("piecewise_up", up), ("piecewise_down", down)):
+            for value in nodes:
+                _number(self._name, key, value, 0.0)
+
+
+@dataclass
 class DeviceState:
     """Per-device parameters drawn once (device-to-device variation); tensors of one shape.
 
@@ -385,9 +455,13 @@ def sample_device_state(
             ref_down = torch.full(shape, device.w_min, device=torch_device)
         else:
             ref_up, ref_down = b_max, b_min
-        # step = s + slope w vanishes at the reference bound for gamma = 1
-        slope_up = -g_up * scale_up / ref_up
-        slope_down = -g_down * scale_down / ref_down
+        # step = s + slope w vanishes at the reference bound for gamma = 1; a device whose
+        # bound was clamped to 0 cannot move in that direction at all
+        stuck_up, stuck_down = ref_up == 0, ref_down == 0
+        slope_up = torch.where(stuck_up, 0.0, -g_up * scale_up / ref_up)
+        slope_down = torch.where(stuck_down, 0.0, -g_down * scale_down / ref_down)
+        scale_up = torch.where(stuck_up, 0.0, scale_up)
+        scale_down = torch.where(stuck_down, 0.0, scale_down)
     if isinstance(device, PowStepDevice):
         # gamma_d = gamma (1 + d beta + sigma xi), beta = pow_up_down + pow_up_down_dtod xi2
         spread = device.pow_gamma_dtod * draw()
@@ -419,15 +493,38 @@ def symmetric_point(state: DeviceState) -> Tensor:
     ``(s_up - s_down) / (s_up / b_max - s_down / b_min)`` (0 for a symmetric device), from
     ``s_up (1 - w/b_max) = s_down (1 - w/b_min)``.
     """
-    return (state.scale_up - state.scale_down) / (
-        state.scale_up / state.b_max - state.scale_down / state.b_min
-    )
+    denominator = state.scale_up / state.b_max - state.scale_down / state.b_min
+    point = (state.scale_up - state.scale_down) / denominator
+    # devices without a finite symmetric point (a bound at 0, or equal slopes) keep 0
+    return torch.where(torch.isfinite(point), point, torch.zeros_like(point))
 
 
 def _step(w: Tensor, up: Tensor, state: DeviceState, device: PulsedDevice) -> Tensor:
     """Mean step magnitude (>= 0 before noise) at ``w`` in the direction ``up`` (bool)."""
+    if isinstance(device, ExpStepDevice):
+        z = 2 * device.a * w / (state.b_max - state.b_min).clamp(min=1e-12) + device.b
+        return torch.where(
+            up,
+            state.scale_up * (1 - device.A_up * torch.exp(device.gamma_up * z)).clamp(min=0.0),
+            state.scale_down
+            * (1 - device.A_down * torch.exp(-device.gamma_down * z)).clamp(min=0.0),
+        )
+    if isinstance(device, PiecewiseStepDevice):
+        nodes_up = torch.tensor(device.piecewise_up, dtype=w.dtype, device=w.device)
+        nodes_down = torch.tensor(device.piecewise_down, dtype=w.dtype, device=w.device)
+        sections = len(device.piecewise_up) - 1
+        if sections == 0:
+            return torch.where(up, state.scale_up * nodes_up[0], state.scale_down * nodes_down[0])
+        span = (state.b_max - state.b_min).clamp(min=1e-12)
+        position = ((w - state.b_min) / span * sections).clamp(min=0.0)
+        index = position.floor().clamp(max=sections - 1).long()
+        t = (position - index).clamp(max=1.0)
+        factor_up = (1 - t) * nodes_up[index] + t * nodes_up[index + 1]
+        factor_down = (1 - t) * nodes_down[index] + t * nodes_down[index + 1]
+        return torch.where(up, state.scale_up * factor_up, state.scale_down * factor_down)
     if isinstance(device, PowStepDevice):
-        omega = ((state.b_max - w) / (state.b_max - state.b_min)).clamp(0.0, 1.0)
+        span = (state.b_max - state.b_min).clamp(min=1e-12)
+        omega = ((state.b_max - w) / span).clamp(0.0, 1.0)
         return torch.where(
             up,
             state.scale_up * omega.pow(state.gamma_up),
