@@ -83,7 +83,8 @@ def test_mean_count_is_the_rounded_expectation_and_batch_sums_samples() -> None:
     counts = pulse_counts(x, d, 0.01, 0.001, params)
     torch.testing.assert_close(counts, torch.round(expected_counts(x, d, 0.01, 0.001)).long())
     summed = pulse_counts(x, d, 0.01, 0.001, params, aggregate="batch")
-    torch.testing.assert_close(summed, counts.sum(dim=0))
+    torch.testing.assert_close(summed[0] - summed[1], counts.sum(dim=0))
+    torch.testing.assert_close(summed[0] + summed[1], counts.abs().sum(dim=0))
 
 
 def test_bad_parameters_are_refused() -> None:
@@ -95,3 +96,60 @@ def test_bad_parameters_are_refused() -> None:
         pulse_counts(
             torch.ones(1, 1), torch.ones(1, 1), 0.1, 0.01, PulseTrainParameters(), aggregate="epoch"
         )
+
+
+# ---- T13: batch-aggregated against per-sample application -------------------------------------
+def _counts(seed: int, shape=(16, 4, 3)) -> torch.Tensor:
+    """Signed per-sample counts (batch 16) with up and down pulses on the same devices."""
+    return torch.randint(-3, 4, shape, generator=_gen(seed))
+
+
+def test_batch_and_sample_application_agree_for_a_linear_device() -> None:
+    from analoglib import devices as dv
+
+    device = dv.ConstantStepDevice(
+        dw_min=0.01,
+        dw_min_dtod=0.0,
+        up_down_dtod=0.0,
+        w_max_dtod=0.0,
+        w_min_dtod=0.0,
+        dw_min_std=0.0,
+    )
+    state = dv.sample_device_state(device, (4, 3), _gen())
+    counts = _counts(1)
+    batch = torch.stack([counts.clamp(min=0).sum(0), (-counts).clamp(min=0).sum(0)])
+    w0 = torch.zeros(4, 3)
+    per_sample = dv.apply_pulse_counts(w0, counts, state, device, _gen(2))
+    aggregated = dv.apply_pulse_counts(w0, batch, state, device, _gen(2), aggregate="batch")
+    torch.testing.assert_close(aggregated, per_sample, rtol=0, atol=1e-6)
+    torch.testing.assert_close(per_sample, 0.01 * counts.sum(0).float(), rtol=0, atol=1e-6)
+
+
+def test_batch_aggregation_error_is_second_order_and_keeps_the_asymmetry() -> None:
+    from analoglib import devices as dv
+
+    s, b = 0.01, 0.5
+    device = dv.SoftBoundsDevice(
+        dw_min=s,
+        dw_min_dtod=0.0,
+        up_down_dtod=0.0,
+        w_max_dtod=0.0,
+        w_min_dtod=0.0,
+        dw_min_std=0.0,
+        w_max=b,
+        w_min=-b,
+    )
+    state = dv.sample_device_state(device, (4, 3), _gen())
+    counts = _counts(3)
+    batch = torch.stack([counts.clamp(min=0).sum(0), (-counts).clamp(min=0).sum(0)])
+    w0 = torch.full((4, 3), 0.3)
+    per_sample = dv.apply_pulse_counts(w0, counts, state, device, _gen(4))
+    aggregated = dv.apply_pulse_counts(w0, batch, state, device, _gen(4), aggregate="batch")
+    netted = dv.apply_pulses(w0, counts.sum(0), state, device, _gen(4))
+    pulses = batch.sum(0).float()  # pulses per device
+    # reordering n steps of s(1 - w/b) moves the result by at most n^2 s^2 / b
+    assert ((aggregated - per_sample).abs() <= pulses**2 * s**2 / b + 1e-7).all()
+    # the pulses pull toward the symmetric point 0 whatever their sign; netting loses that
+    pull = (w0 - per_sample).mean().item()
+    assert pull > 0 and (w0 - netted).mean().item() < pull / 2
+    assert (aggregated - per_sample).abs().mean() < (netted - per_sample).abs().mean() / 3

@@ -57,6 +57,7 @@ __all__ = [
     "PulsedDevice",
     "SoftBoundsDevice",
     "SoftBoundsReferenceDevice",
+    "apply_pulse_counts",
     "apply_pulses",
     "pulse_once",
     "pulse_response",
@@ -593,6 +594,49 @@ def apply_pulses(
         noise = torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype)
         stepped = pulse_once(out, direction * active, state, device, noise)
         out = torch.where(active, stepped, out)
+    return out
+
+
+def apply_pulse_counts(
+    w: Tensor,
+    counts: Tensor,
+    state: DeviceState,
+    device: PulsedDevice,
+    generator: torch.Generator | None = None,
+    aggregate: str = "sample",
+) -> Tensor:
+    """Apply the counts of :func:`analoglib.tiles.pulse.pulse_counts` to the devices.
+
+    With ``aggregate="sample"`` the signed counts ``(batch, *w.shape)`` are applied sample
+    after sample, as the hardware does. With ``aggregate="batch"`` the counts ``(2, *w.shape)``
+    are the up and the down pulses of a whole batch; they are applied in interleaved rounds,
+    one up pulse then one down pulse per round, until both are used up: the batch-aggregated
+    approximation, which evaluates every state-dependent step along one interleaved sequence
+    instead of the samples' own order.
+    """
+    if aggregate not in ("sample", "batch"):
+        raise ValueError(f"aggregate = {aggregate!r} is not allowed: expected 'sample' or 'batch'.")
+    if counts.dtype.is_floating_point or tuple(counts.shape[1:]) != tuple(w.shape):
+        raise ValueError(
+            f"counts of shape {tuple(counts.shape)} and dtype {counts.dtype} are not allowed: "
+            f"expected integer pulses of shape (k, *{tuple(w.shape)})."
+        )
+    if aggregate == "sample":
+        out = w
+        for sample in counts:
+            out = apply_pulses(out, sample, state, device, generator)
+        return out
+    if counts.shape[0] != 2 or bool((counts < 0).any()):
+        raise ValueError("batch counts must be (2, ...): the up and the down pulses, both >= 0.")
+    up, down = counts[0], counts[1]
+    out = w.clone()
+    rounds = int(torch.maximum(up, down).max().item()) if up.numel() else 0
+    for k in range(rounds):
+        for direction, n in ((1, up), (-1, down)):
+            active = n > k
+            noise = torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype)
+            stepped = pulse_once(out, direction * active.to(torch.int64), state, device, noise)
+            out = torch.where(active, stepped, out)
     return out
 
 

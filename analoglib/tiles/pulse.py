@@ -142,8 +142,10 @@ def pulse_counts(
         dw_min: Mean step of one pulse of the device.
         params: Train rules and ``pulse_type`` (not ``"none"``: that update is not in pulses).
         generator: Source of the Bernoulli trains.
-        aggregate: ``"sample"``: counts ``(batch, n_out, n_in)``, one update per sample in
-            order; ``"batch"``: their sum ``(n_out, n_in)``, applied once.
+        aggregate: ``"sample"``: signed counts ``(batch, n_out, n_in)``, one update per
+            sample in order; ``"batch"``: the up and the down pulses of the whole batch kept
+            apart, ``(2, n_out, n_in)`` (both >= 0; netting them would hide the device's
+            asymmetry, which acts on every pulse).
 
     Returns:
         Integer counts (int64) of the shape described under ``aggregate``.
@@ -169,7 +171,9 @@ def pulse_counts(
         coincidences = torch.bmm(fire_d.transpose(1, 2), fire_x)  # (batch, n_out, n_in)
         counts = torch.round(coincidences).to(torch.int64)
     signed = sign.to(torch.int64) * counts
-    return signed.sum(dim=0) if aggregate == "batch" else signed
+    if aggregate == "batch":
+        return torch.stack([signed.clamp(min=0).sum(dim=0), (-signed).clamp(min=0).sum(dim=0)])
+    return signed
 
 
 def expected_counts(x: Tensor, d: Tensor, lr: float, dw_min: float) -> Tensor:
