@@ -282,3 +282,53 @@ def test_bad_fields_are_refused_by_name() -> None:
         dv.ConstantStepDevice(lifetime=1e6)
     with pytest.raises(ValueError, match="gamma_up"):
         dv.SoftBoundsDevice(gamma_up=0.5)
+
+
+# ---- closed-form multi-pulse application ------------------------------------------------------
+AFFINE = [
+    dv.ConstantStepDevice(),
+    dv.LinearStepDevice(gamma_up=0.5, gamma_down=0.8),
+    dv.SoftBoundsDevice(),
+    dv.SoftBoundsReferenceDevice(),  # additive noise
+]
+
+
+@pytest.mark.parametrize("device", AFFINE, ids=lambda d: type(d).__name__)
+def test_closed_form_equals_the_loop_without_noise(device) -> None:
+    device = device.replace(dw_min_std=0.0, dw_min=0.01)
+    state = dv.sample_device_state(device, (8, 6), _gen(20))
+    w0 = 0.2 * torch.rand((8, 6), generator=_gen(21)) - 0.1
+    n = torch.randint(-30, 31, (8, 6), generator=_gen(22))
+    loop = dv.apply_pulses(w0, n, state, device, _gen(23))
+    closed = dv.apply_pulses(w0, n, state, device, _gen(23), closed_form=True)
+    torch.testing.assert_close(closed, loop, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", AFFINE, ids=lambda d: type(d).__name__)
+def test_closed_form_matches_the_loop_in_mean_and_variance(device) -> None:
+    n_devices = 20_000
+    device = device.replace(
+        dw_min=0.01,
+        dw_min_std=0.3,
+        dw_min_dtod=0.0,
+        up_down_dtod=0.0,
+        w_max_dtod=0.0,
+        w_min_dtod=0.0,
+    )
+    state = dv.sample_device_state(device, (n_devices,), _gen(24))
+    w0 = torch.full((n_devices,), 0.1)
+    n = torch.full((n_devices,), 20)
+    loop = dv.apply_pulses(w0, n, state, device, _gen(25))
+    closed = dv.apply_pulses(w0, n, state, device, _gen(26), closed_form=True)
+    se = loop.std().item() * math.sqrt(2 / n_devices)
+    assert abs(closed.mean().item() - loop.mean().item()) < 4 * se
+    assert closed.var().item() == pytest.approx(loop.var().item(), rel=0.06)
+
+
+def test_closed_form_is_refused_for_non_affine_devices() -> None:
+    device = dv.PowStepDevice()
+    state = dv.sample_device_state(device, (2,), _gen())
+    with pytest.raises(ValueError, match="PowStepDevice"):
+        dv.apply_pulses(
+            torch.zeros(2), torch.ones(2, dtype=torch.long), state, device, closed_form=True
+        )

@@ -123,6 +123,9 @@ def test_batch_and_sample_application_agree_for_a_linear_device() -> None:
     aggregated = dv.apply_pulse_counts(w0, batch, state, device, _gen(2), aggregate="batch")
     torch.testing.assert_close(aggregated, per_sample, rtol=0, atol=1e-6)
     torch.testing.assert_close(per_sample, 0.01 * counts.sum(0).float(), rtol=0, atol=1e-6)
+    for aggregate, given in (("sample", counts), ("batch", batch)):
+        closed = dv.apply_pulse_counts(w0, given, state, device, _gen(2), aggregate, True)
+        torch.testing.assert_close(closed, per_sample, rtol=0, atol=1e-6)
 
 
 def test_batch_aggregation_error_is_second_order_and_keeps_the_asymmetry() -> None:

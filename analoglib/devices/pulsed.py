@@ -59,6 +59,7 @@ __all__ = [
     "SoftBoundsReferenceDevice",
     "apply_pulse_counts",
     "apply_pulses",
+    "apply_pulses_closed_form",
     "pulse_once",
     "pulse_response",
     "sample_device_state",
@@ -576,6 +577,7 @@ def apply_pulses(
     state: DeviceState,
     device: PulsedDevice,
     generator: torch.Generator | None = None,
+    closed_form: bool = False,
 ) -> Tensor:
     """Apply ``n_signed`` consecutive pulses to every device (> 0 up, < 0 down).
 
@@ -583,7 +585,12 @@ def apply_pulses(
     k-th round, every device with ``|n| >= k`` has received k pulses, each with its own
     state-dependent step and noise draw (rounds are bounded by the bit-line length, so this is
     a loop over at most ``max |n|`` pulses, never over devices).
+
+    With ``closed_form=True`` (constant-step and linear-step family only) the n pulses of a
+    device are applied at once, see :func:`apply_pulses_closed_form`.
     """
+    if closed_form:
+        return apply_pulses_closed_form(w, n_signed, state, device, generator)
     n = n_signed.to(torch.int64)
     direction = torch.sign(n)
     remaining = n.abs()
@@ -597,6 +604,73 @@ def apply_pulses(
     return out
 
 
+def apply_pulses_closed_form(
+    w: Tensor,
+    n_signed: Tensor,
+    state: DeviceState,
+    device: PulsedDevice,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """N same-direction pulses at once, for devices whose step is affine in w.
+
+    One pulse of direction d maps ``w -> w + d (s + g w)(1 + sigma xi)`` (g = 0 for constant
+    steps). With ``m = d g`` and the fixed point ``w_f = -s / g`` (the bound the steps vanish
+    at), n pulses give ``w_f + (w - w_f) P`` with P a product of n independent factors
+    ``1 + m (1 + sigma xi)``: mean ``(1 + m)^n`` and second moment
+    ``((1 + m)^2 + m^2 sigma^2)^n``. P is drawn as a Gaussian with exactly that mean and
+    variance (the loop's distribution is matched in its first two moments, not in shape).
+    Without a slope the result is ``w + n d s + d s sigma sqrt(n) xi`` (exact). With additive
+    noise (``mult_noise=False``) the noise terms are Gaussian and the result is exact in
+    distribution. The result is clipped to the bounds once at the end, which is what the loop
+    does for same-direction pulses when steps keep their sign.
+
+    Raises:
+        ValueError: For a device whose step is not affine in w (PowStep, ExpStep, PiecewiseStep).
+    """
+    if isinstance(device, (PowStepDevice, ExpStepDevice, PiecewiseStepDevice)):
+        raise ValueError(
+            f"closed_form=True is not allowed for {type(device).__name__}: its step is not "
+            "affine in w; use the pulse loop."
+        )
+    n = n_signed.to(torch.int64)
+    direction = torch.sign(n).to(w.dtype)
+    count = n.abs().to(w.dtype)
+    up = n > 0
+    a = direction * torch.where(up, state.scale_up, state.scale_down)  # signed constant step
+    m = direction * torch.where(up, state.slope_up, state.slope_down)  # signed slope
+    sigma = device.dw_min_std
+    xi = torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype)
+    flat = m == 0
+    safe_m = torch.where(flat, torch.ones_like(m), m)
+    w_f = -a / safe_m
+    growth = 1 + m
+    if isinstance(device, LinearStepDevice) and not device.mult_noise:
+        # w' = (1 + m) w + a + a sigma xi: Gaussian, exact
+        mean = w_f + (w - w_f) * growth**count
+        # variance a^2 sigma^2 sum_{j < n} (1 + m)^(2j), a geometric sum
+        ratio = growth**2
+        denominator = 1 - ratio
+        near_one = denominator.abs() < 1e-12
+        geometric = torch.where(
+            near_one,
+            count,
+            (1 - ratio**count) / torch.where(near_one, torch.ones_like(ratio), denominator),
+        )
+        sloped = mean + a.abs() * sigma * torch.sqrt(geometric.clamp(min=0)) * xi
+    else:
+        mean_p = growth**count
+        # Var P = (1 + m)^(2n) ((1 + (m sigma / (1 + m))^2)^n - 1), written so that it is
+        # exactly 0 without noise (the difference of the two moments loses its last bits)
+        relative = (m * sigma / torch.where(growth == 0, torch.ones_like(growth), growth)) ** 2
+        variance_p = mean_p**2 * torch.expm1(count * torch.log1p(relative))
+        p = mean_p + torch.sqrt(variance_p.clamp(min=0)) * xi
+        sloped = w_f + (w - w_f) * p
+    linear = w + count * a + a * sigma * torch.sqrt(count) * xi
+    out = torch.where(flat, linear, sloped)
+    out = torch.where(n == 0, w, out)
+    return torch.minimum(torch.maximum(out, state.b_min), state.b_max)
+
+
 def apply_pulse_counts(
     w: Tensor,
     counts: Tensor,
@@ -604,6 +678,7 @@ def apply_pulse_counts(
     device: PulsedDevice,
     generator: torch.Generator | None = None,
     aggregate: str = "sample",
+    closed_form: bool = False,
 ) -> Tensor:
     """Apply the counts of :func:`analoglib.tiles.pulse.pulse_counts` to the devices.
 
@@ -612,7 +687,9 @@ def apply_pulse_counts(
     are the up and the down pulses of a whole batch; they are applied in interleaved rounds,
     one up pulse then one down pulse per round, until both are used up: the batch-aggregated
     approximation, which evaluates every state-dependent step along one interleaved sequence
-    instead of the samples' own order.
+    instead of the samples' own order. With ``closed_form=True`` (affine devices,
+    :func:`apply_pulses_closed_form`) each sample's pulses, or in batch mode all up pulses and
+    then all down pulses, are applied at once.
     """
     if aggregate not in ("sample", "batch"):
         raise ValueError(f"aggregate = {aggregate!r} is not allowed: expected 'sample' or 'batch'.")
@@ -624,10 +701,13 @@ def apply_pulse_counts(
     if aggregate == "sample":
         out = w
         for sample in counts:
-            out = apply_pulses(out, sample, state, device, generator)
+            out = apply_pulses(out, sample, state, device, generator, closed_form)
         return out
     if counts.shape[0] != 2 or bool((counts < 0).any()):
         raise ValueError("batch counts must be (2, ...): the up and the down pulses, both >= 0.")
+    if closed_form:
+        out = apply_pulses_closed_form(w, counts[0], state, device, generator)
+        return apply_pulses_closed_form(out, -counts[1], state, device, generator)
     up, down = counts[0], counts[1]
     out = w.clone()
     rounds = int(torch.maximum(up, down).max().item()) if up.numel() else 0
