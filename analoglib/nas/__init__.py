@@ -25,6 +25,7 @@ from analoglib.nas.search import (
     digital_best,
     evolutionary_search,
     random_search,
+    search_surrogate,
     surrogate_search,
 )
 from analoglib.nas.space import (
@@ -69,5 +70,6 @@ __all__ = [
     "ndcg_at_k",
     "parameter_count",
     "random_search",
+    "search_surrogate",
     "surrogate_search",
 ]

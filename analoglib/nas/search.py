@@ -15,6 +15,7 @@ infeasible configuration is never evaluated.
 * :func:`surrogate_search` spends part of the budget on true evaluations that train a
   :class:`~analoglib.nas.Surrogate`, runs the evolutionary search on the surrogate (free), and
   spends the rest on the surrogate's best proposals.
+* :func:`search_surrogate` runs the evolutionary search on a trained surrogate alone.
 * :func:`digital_best` picks the digitally best of random configurations.
 
 References:
@@ -40,6 +41,7 @@ __all__ = [
     "digital_best",
     "evolutionary_search",
     "random_search",
+    "search_surrogate",
     "surrogate_search",
 ]
 
@@ -98,6 +100,19 @@ class SearchTrace:
             raise ValueError(f"the {self.method} trace has no evaluations.")
         i = int(np.argmax(self.scores))
         return self.configs[i], float(self.scores[i])
+
+    def ranked(
+        self, key: Callable[[Any], Hashable] | None = None, exclude: set[Hashable] | None = None
+    ) -> list[Any]:
+        """The configurations by descending score (ties keep their evaluation order).
+
+        Those whose ``key`` is in ``exclude`` are left out.
+        """
+        order = np.argsort(-np.asarray(self.scores, dtype=float), kind="stable")
+        configs = [self.configs[i] for i in order]
+        if exclude and key is not None:
+            configs = [c for c in configs if key(c) not in exclude]
+        return configs
 
     def __repr__(self) -> str:
         best = f", best {self.best[1]:.4g}" if self.configs else ""
@@ -277,6 +292,40 @@ def digital_best(
     return trace
 
 
+def search_surrogate(
+    space: SearchSpace,
+    surrogate: Surrogate,
+    rng: np.random.Generator,
+    population: int = 200,
+    iterations: int = 200,
+    feasible: Feasible | None = None,
+    max_avm: float = float("inf"),
+) -> SearchTrace:
+    """The evolutionary search on a trained surrogate's score (no budget: predictions are free).
+
+    Configurations must pass ``feasible`` and, when the surrogate has an AVM model and
+    ``max_avm`` is finite, have a predicted AVM <= ``max_avm``. Use :meth:`SearchTrace.ranked`
+    for the proposals in order.
+    """
+
+    def predicted_feasible(configs: list[Any]) -> np.ndarray:
+        ok = np.ones(len(configs), dtype=bool) if feasible is None else feasible(configs)
+        if np.isfinite(max_avm) and "avm" in surrogate.models:
+            ok &= surrogate.predict(space.encode(configs))["avm"].to_numpy() <= max_avm
+        return ok
+
+    return evolutionary_search(
+        space,
+        lambda configs: surrogate.predict(space.encode(configs))["score"].to_numpy(),
+        float("inf"),
+        rng,
+        population,
+        iterations,
+        predicted_feasible,
+        method="on_surrogate",
+    )
+
+
 def surrogate_search(
     space: SearchSpace,
     objective: Callable[[list[Any]], pd.DataFrame],
@@ -323,28 +372,8 @@ def surrogate_search(
         x, measured["accuracy"], measured.get("avm"), measured.get("std")
     )
 
-    def predicted_feasible(configs: list[Any]) -> np.ndarray:
-        ok = np.ones(len(configs), dtype=bool) if feasible is None else feasible(configs)
-        if np.isfinite(max_avm) and "avm" in surrogate.models:
-            ok &= surrogate.predict(space.encode(configs))["avm"].to_numpy() <= max_avm
-        return ok
-
-    proposals = evolutionary_search(
-        space,
-        lambda configs: surrogate.predict(space.encode(configs))["score"].to_numpy(),
-        float("inf"),
-        rng,
-        population,
-        iterations,
-        predicted_feasible,
-        method="on_surrogate",
-    )
-    ranked = np.argsort(-np.asarray(proposals.scores), kind="stable")
-    todo = [
-        proposals.configs[i]
-        for i in ranked
-        if space.key(proposals.configs[i]) not in evaluate.scores
-    ][: int(evaluate.left)]
+    proposals = search_surrogate(space, surrogate, rng, population, iterations, feasible, max_avm)
+    todo = proposals.ranked(space.key, set(evaluate.scores))[: int(evaluate.left)]
     evaluate(todo)
     evaluate.trace.info.update(
         n_train=int(n_train), surrogate=surrogate, surrogate_evaluations=len(proposals)

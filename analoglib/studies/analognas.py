@@ -18,6 +18,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from analoglib.cache import JsonlStore, json_normalized, key_digest
+from analoglib.models.analognas_resnet import group_channels
 from analoglib.nas import (
     NB201Space,
     ResNetLikeSpace,
@@ -35,7 +37,9 @@ from analoglib.nas import (
     evolutionary_search,
     kendall_tau,
     ndcg_at_k,
+    parameter_count,
     random_search,
+    search_surrogate,
     surrogate_search,
 )
 from analoglib.nas.evaluate import CandidateSpec
@@ -51,13 +55,17 @@ __all__ = [
     "BenchObjective",
     "SearchStudySpec",
     "avm_tradeoff",
+    "draw_architectures",
     "kendall_tau_null_se",
+    "own_space_metrics",
     "plot_avm_tradeoff",
     "plot_own_space",
     "plot_rank_change",
     "plot_search",
     "plot_surrogate",
+    "proposals_metrics",
     "proposals_vs_baseline",
+    "published_beside_ours",
     "rank_change",
     "rank_change_table",
     "search_comparison",
@@ -425,7 +433,7 @@ def search_comparison(
     objective = BenchObjective(bench)
     todo = [p for p in spec.points() if p not in store]
     run_points(
-        _SearchPoint(spec, objective),
+        functools.partial(_search_point, spec, objective),
         todo,
         lambda _p, record: store.append(record),
         executor,
@@ -433,17 +441,6 @@ def search_comparison(
         desc="searches",
     )
     return store.table()
-
-
-class _SearchPoint:
-    """Picklable point function of :func:`search_comparison`."""
-
-    def __init__(self, spec: SearchStudySpec, objective: BenchObjective) -> None:
-        self.spec = spec
-        self.objective = objective
-
-    def __call__(self, point: tuple[str, int, int]) -> dict[str, Any]:
-        return _search_point(self.spec, self.objective, point)
 
 
 def search_summary(results: pd.DataFrame) -> pd.DataFrame:
@@ -540,21 +537,15 @@ def avm_tradeoff(
     )
     rows: list[dict[str, Any]] = []
     for limit in max_avms:
-
-        def feasible(cells: list[Any], limit: float = float(limit)) -> np.ndarray:
-            return surrogate.predict(space.encode(cells))["avm"].to_numpy() <= limit  # type: ignore[no-any-return]
-
-        trace = evolutionary_search(
+        trace = search_surrogate(
             space,
-            lambda cells: surrogate.predict(space.encode(cells))["score"].to_numpy(),
-            float("inf"),
+            surrogate,
             np.random.default_rng(derive_seed(seed, "avm_search")),
             population,
             iterations,
-            feasible,
+            max_avm=float(limit),
         )
-        order = np.argsort(-np.asarray(trace.scores), kind="stable")[:n_verify]
-        cells = [trace.configs[i] for i in order]
+        cells = trace.ranked()[:n_verify]
         if not cells:
             rows.append({"max_avm": float(limit), "feasible": 0})
             continue
@@ -622,14 +613,12 @@ def width_depth_table(results: pd.DataFrame) -> pd.DataFrame:
     table = results.copy()
     blocks = [table[f"R{i}"] * (table["M"] >= i) for i in range(1, 6)]
     table["depth"] = 2 + 2 * sum(blocks)
-    channels = []
-    for _, row in table.iterrows():
-        widths = [int(row["out_channel0"])]
-        for i in range(int(row["M"])):
-            widths.append(int(np.floor(widths[-1] / row[f"widenfact{i + 1}"] + 1e-9)))
-        per_block = [w for i, w in enumerate(widths[1:]) for _ in range(int(row[f"R{i + 1}"]))]
-        channels.append(float(np.mean(per_block)))
-    table["width"] = channels
+    widths = []
+    for config in table.to_dict("records"):
+        channels = group_channels(config)[1:]  # per group
+        per_block = [c for i, c in enumerate(channels) for _ in range(int(config[f"R{i + 1}"]))]
+        widths.append(float(np.mean(per_block)))
+    table["width"] = widths
     return table
 
 
@@ -672,28 +661,128 @@ def proposals_vs_baseline(
     the evolutionary search runs on it with at most ``max_parameters`` parameters; the
     ``top_k`` best-scored configurations that were not evaluated yet are returned.
     """
-    from analoglib.nas import parameter_count
-
     day = f"acc_{spec.t_inferences[1]:g}"
-    x = space.encode(results.to_dict("records"))
+    records = results.to_dict("records")
     surrogate = Surrogate(seed=seed).fit(
-        x, results[day], results["avm"], results[f"std_{spec.t_inferences[1]:g}"]
+        space.encode(records),
+        results[day],
+        results["avm"],
+        results[f"std_{spec.t_inferences[1]:g}"],
     )
     in_channels = 1 if spec.dataset in ("digits", "fashion_mnist") else 3
 
     def feasible(configs: list[Any]) -> np.ndarray:
         return np.array([parameter_count(c, in_channels) <= max_parameters for c in configs])
 
-    trace = evolutionary_search(
+    trace = search_surrogate(
         space,
-        lambda configs: surrogate.predict(space.encode(configs))["score"].to_numpy(),
-        float("inf"),
+        surrogate,
         np.random.default_rng(derive_seed(seed, "own_search")),
         population,
         iterations,
         feasible,
     )
-    seen = {space.key(c) for c in results.to_dict("records")}
-    order = np.argsort(-np.asarray(trace.scores), kind="stable")
-    proposals = [trace.configs[i] for i in order if space.key(trace.configs[i]) not in seen]
+    proposals = trace.ranked(space.key, {space.key(c) for c in records})
     return proposals[:top_k]
+
+
+def draw_architectures(space: ResNetLikeSpace, n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` Latin-hypercube configurations of ``space``, each kept once.
+
+    Over small discrete ranges a Latin hypercube can draw the same network twice.
+    """
+    drawn = space.latin_hypercube(np.random.default_rng(derive_seed(seed, "archs")), n)
+    return list({space.key(c): c for c in drawn}.values())
+
+
+def own_space_metrics(table: pd.DataFrame, day: str) -> dict[str, Any]:
+    """Kendall tau of depth and width against the drift loss and of FP against 1-day accuracy.
+
+    Args:
+        table: :func:`width_depth_table` of the evaluated architectures.
+        day: Column suffix of the 1-day accuracy (``acc_<day>``).
+    """
+    tau = {
+        "depth_vs_loss": kendall_tau(table["depth"], table["avm"]),
+        "width_vs_loss": kendall_tau(table["width"], table["avm"]),
+        "fp_vs_analog_1d": kendall_tau(table["fp_accuracy"], table[f"acc_{day}"]),
+    }
+    return {
+        "n_archs": len(table),
+        "kendall_tau": tau,
+        "kendall_tau_null_se": kendall_tau_null_se(len(table)),
+        "median_loss_points": float(table["avm"].median()),
+    }
+
+
+def proposals_metrics(
+    evaluated: pd.DataFrame, proposed: pd.DataFrame, references: pd.DataFrame, day: str
+) -> dict[str, Any]:
+    """The best proposal beside the two hand-designed references (1-day accuracy, loss).
+
+    Args:
+        evaluated: The architectures the surrogate was trained on.
+        proposed: The evaluated proposals.
+        references: The baseline and the size-matched baseline, in that order.
+        day: Column suffix of the 1-day accuracy.
+    """
+    best = proposed.loc[proposed[f"acc_{day}"].astype(float).idxmax()]
+    metrics: dict[str, Any] = {}
+    for prefix, row in (("baseline", references.iloc[0]), ("small_baseline", references.iloc[1])):
+        metrics[prefix] = row["model"]
+        metrics[f"{prefix}_parameters"] = int(row["parameters"])
+        metrics[f"{prefix}_acc_1d"] = float(row[f"acc_{day}"])
+        metrics[f"{prefix}_loss_points"] = float(row["avm"])
+    metrics.update(
+        best_proposal_parameters=int(best["parameters"]),
+        best_proposal_acc_1d=float(best[f"acc_{day}"]),
+        best_proposal_loss_points=float(best["avm"]),
+        best_of_evaluated_acc_1d=float(evaluated[f"acc_{day}"].max()),
+    )
+    return metrics
+
+
+def published_beside_ours(
+    rank_stats: dict[str, Any], proposals: dict[str, Any], own_space: dict[str, Any]
+) -> pd.DataFrame:
+    """The paper's results, the bench's and our simulator's, each labelled by its source."""
+    bench = "AnalogNAS-Bench (this run)"
+    ours = "our simulator, Fashion-MNIST stand-in"
+    tau = own_space["kendall_tau"]
+    rows = [
+        {"source": "AnalogNAS paper", "quantity": k, "value": v}
+        for k, v in PUBLISHED_ANALOGNAS.items()
+    ]
+    rows += [
+        {
+            "source": bench,
+            "quantity": "Kendall τ digital vs HWA 1 day",
+            "value": f"{rank_stats['kendall_tau_digital_vs_hwa_1d']:.2f}",
+        },
+        {
+            "source": bench,
+            "quantity": "digital best after 1 day: accuracy, rank",
+            "value": f"{rank_stats['digital_best_hwa_1d']:.2f} %, "
+            f"{rank_stats['digital_best_hwa_1d_rank']:,}",
+        },
+    ]
+    for prefix, label in (("baseline", ""), ("small_baseline", " (similar size)")):
+        rows.append(
+            {
+                "source": ours,
+                "quantity": f"best proposal vs {proposals[prefix]}{label}: "
+                "1-day accuracy; 1-month loss",
+                "value": f"{100 * proposals['best_proposal_acc_1d']:.2f} % vs "
+                f"{100 * proposals[f'{prefix}_acc_1d']:.2f} %; "
+                f"{proposals['best_proposal_loss_points']:.2f} vs "
+                f"{proposals[f'{prefix}_loss_points']:.2f} points",
+            }
+        )
+    rows.append(
+        {
+            "source": ours,
+            "quantity": "Kendall τ(depth, loss); τ(width, loss)",
+            "value": f"{tau['depth_vs_loss']:+.2f}; {tau['width_vs_loss']:+.2f}",
+        }
+    )
+    return pd.DataFrame(rows)
