@@ -4,12 +4,18 @@ References:
     ``docs/devices.md``.
 """
 
+from analoglib.devices.effects import decay_weights, reset_weights, visible_weights
+from analoglib.devices.fit import SoftBoundsFit, fit_soft_bounds, soft_bounds_trajectory
 from analoglib.devices.presets import (
     DEVICE_PRESETS,
+    UNIT_CELL_PRESETS,
+    capacitor,
     ecram,
     ecram_mo,
     gokmen_vlasov,
     idealized,
+    pcm,
+    pcm_pair,
     reram_array_hfo2,
     reram_array_om,
     reram_es,
@@ -33,14 +39,34 @@ from analoglib.devices.pulsed import (
     sample_device_state,
     soft_bounds_pmax,
     symmetric_point,
+    weight_granularity,
+)
+from analoglib.devices.unit_cell import (
+    OneSidedPair,
+    PairState,
+    apply_pair_pulses,
+    initial_pair,
+    refresh_due,
+    refresh_pair,
+    sample_pair_state,
 )
 
 __all__ = [
+    "decay_weights",
+    "reset_weights",
+    "visible_weights",
+    "SoftBoundsFit",
+    "fit_soft_bounds",
+    "soft_bounds_trajectory",
     "DEVICE_PRESETS",
+    "UNIT_CELL_PRESETS",
+    "capacitor",
     "ecram",
     "ecram_mo",
     "gokmen_vlasov",
     "idealized",
+    "pcm",
+    "pcm_pair",
     "reram_array_hfo2",
     "reram_array_om",
     "reram_es",
@@ -62,4 +88,12 @@ __all__ = [
     "sample_device_state",
     "soft_bounds_pmax",
     "symmetric_point",
+    "weight_granularity",
+    "OneSidedPair",
+    "PairState",
+    "apply_pair_pulses",
+    "initial_pair",
+    "refresh_due",
+    "refresh_pair",
+    "sample_pair_state",
 ]

@@ -32,6 +32,9 @@ generator): ``b_max = w_max (1 + w_max_dtod xi)``, ``b_min = w_min (1 + w_min_dt
 with ``enforce_consistency`` the steps are made positive, inverted bounds swapped and
 ``b_min <= 0 <= b_max`` enforced.
 
+Write noise, decay and reset live in :mod:`analoglib.devices.effects`, one-sided pairs with
+refresh in :mod:`analoglib.devices.unit_cell`.
+
 References:
     Gokmen & Vlasov 2016; Rasch et al. 2021 (aihwkit); Le Gallo et al. 2023 (tutorial);
     ``docs/devices.md``.
@@ -65,6 +68,7 @@ __all__ = [
     "sample_device_state",
     "soft_bounds_pmax",
     "symmetric_point",
+    "weight_granularity",
 ]
 
 
@@ -94,10 +98,19 @@ class PulsedDevice:
         w_max, w_min: Mean bounds of the weight.
         w_max_dtod, w_min_dtod: Device-to-device spread of the bounds, relative.
         enforce_consistency: Positive steps, ordered bounds, ``b_min <= 0 <= b_max``.
-        write_noise_std: Standard deviation of the write noise in units of ``dw_min``: the
-            read sees ``w + write_noise_std dw_min xi`` drawn after every update (0: none).
-        reset, lifetime, diffusion, corrupt_devices_prob: aihwkit features not modelled here;
-            a non-zero value is refused.
+        write_noise_std: Standard deviation of the write noise in units of ``dw_min``: updates
+            act on a hidden persistent weight and the read sees it plus fresh noise of std
+            ``write_noise_std dw_min`` (0: none), see
+            :func:`analoglib.devices.effects.visible_weights`.
+        reset: Mean weight a reset sets the device to, and the value decay pulls toward.
+        reset_dtod: Device-to-device spread of the reset value (absolute, additive).
+        reset_std: Cycle-to-cycle spread of each reset (absolute).
+        lifetime: Decay time constant in calls of the decay (mini-batches); each call multiplies
+            the distance to the reset value by ``1 - 1 / lifetime`` (0: no decay; otherwise
+            > 1), see :func:`analoglib.devices.effects.decay_weights`.
+        lifetime_dtod: Device-to-device spread of the lifetime, relative.
+        diffusion, corrupt_devices_prob: aihwkit features not modelled here; a non-zero value
+            is refused.
     """
 
     _name: ClassVar[str] = "PulsedDevice"
@@ -115,7 +128,10 @@ class PulsedDevice:
     enforce_consistency: bool = True
     write_noise_std: float = 0.0
     reset: float = 0.0
+    reset_dtod: float = 0.0
+    reset_std: float = 0.01
     lifetime: float = 0.0
+    lifetime_dtod: float = 0.0
     diffusion: float = 0.0
     corrupt_devices_prob: float = 0.0
 
@@ -135,8 +151,15 @@ class PulsedDevice:
             "w_max_dtod",
             "w_min_dtod",
             "write_noise_std",
+            "reset_dtod",
+            "reset_std",
+            "lifetime_dtod",
         ):
             _number(name, key, getattr(self, key), 0.0)
+        _number(name, "reset", self.reset)
+        _number(name, "lifetime", self.lifetime, 0.0)
+        if 0 < self.lifetime <= 1:
+            _fail(name, "lifetime", self.lifetime, "0 (no decay) or a number of mini-batches > 1")
         _number(name, "up_down", self.up_down)
         _number(name, "w_max", self.w_max)
         _number(name, "w_min", self.w_min)
@@ -145,7 +168,7 @@ class PulsedDevice:
         for key in ("dw_min_dtod_log_normal", "enforce_consistency"):
             if not isinstance(getattr(self, key), bool):
                 _fail(name, key, getattr(self, key), "True or False")
-        for key in ("reset", "lifetime", "diffusion", "corrupt_devices_prob"):
+        for key in ("diffusion", "corrupt_devices_prob"):
             if getattr(self, key) != 0:
                 _fail(name, key, getattr(self, key), "0 (this aihwkit feature is not modelled)")
 
@@ -330,9 +353,15 @@ class ExpStepDevice(PulsedDevice):
     down ``s_down max(1 - A_down exp(-gamma_down z), 0)``, noise multiplicative. The fitting
     parameters are the same for every device (no device-to-device spread of their own).
 
+    With ``dw_min_std_add`` or ``dw_min_std_slope`` non-zero (and ``dw_min_std`` > 0) the
+    cycle-to-cycle noise is additive with standard deviation
+    ``dw_min_std (|dw| + dw_min_std_add + dw_min_std_slope |w|)``, dw the mean step (aihwkit's
+    "complex noise", used by the PCM preset).
+
     Attributes:
         A_up, A_down, gamma_up, gamma_down, a, b: The fit (aihwkit's defaults).
-        dw_min_std_add, dw_min_std_slope: aihwkit's extra noise terms; not modelled (0 only).
+        dw_min_std_add: Constant part of the complex noise (weight units, times dw_min_std).
+        dw_min_std_slope: Part of the complex noise proportional to |w| (times dw_min_std).
     """
 
     _name: ClassVar[str] = "ExpStepDevice"
@@ -351,8 +380,12 @@ class ExpStepDevice(PulsedDevice):
         for key in ("A_up", "A_down", "gamma_up", "gamma_down", "a", "b"):
             _number(self._name, key, getattr(self, key))
         for key in ("dw_min_std_add", "dw_min_std_slope"):
-            if getattr(self, key) != 0:
-                _fail(self._name, key, getattr(self, key), "0 (this noise term is not modelled)")
+            _number(self._name, key, getattr(self, key), 0.0)
+
+    @property
+    def complex_noise(self) -> bool:
+        """Whether the additive noise with the add and slope terms applies (as aihwkit)."""
+        return self.dw_min_std > 0 and (self.dw_min_std_add != 0 or self.dw_min_std_slope != 0)
 
 
 @dataclass
@@ -397,6 +430,10 @@ class DeviceState:
         slope_up, slope_down: LinearStep slopes ``g`` (step = s + g w); zero otherwise.
         gamma_up, gamma_down: PowStep exponents; unused otherwise.
         reference: Conductance the read subtracts (SoftBoundsReference); zero otherwise.
+        reset_bias: Value a reset sets the device to and decay pulls toward,
+            ``reset + reset_dtod xi``.
+        decay_scale: Factor of one decay call, ``1 - 1 / t`` with
+            ``t = lifetime (1 + lifetime_dtod xi)`` (0 where ``t <= 1``; 1 without decay).
     """
 
     b_max: Tensor
@@ -408,6 +445,8 @@ class DeviceState:
     gamma_up: Tensor
     gamma_down: Tensor
     reference: Tensor = field(default_factory=lambda: torch.zeros(()))
+    reset_bias: Tensor = field(default_factory=lambda: torch.zeros(()))
+    decay_scale: Tensor = field(default_factory=lambda: torch.ones(()))
 
     @property
     def shape(self) -> torch.Size:
@@ -422,8 +461,11 @@ def sample_device_state(
 ) -> DeviceState:
     """Draw the device-to-device parameters of ``shape`` devices (see the module docstring).
 
-    The draws come from ``generator`` in a fixed order (bounds, gain, asymmetry, then the
-    model's own fields), so the same generator state gives the same devices.
+    The draws come from ``generator`` in a fixed order (bounds, gain, asymmetry, the model's
+    own fields, then the reset value and the lifetime), so the same generator state gives the
+    same devices. The reset value and the lifetime are drawn only when their spread
+    (``reset_dtod``, ``lifetime_dtod``) is non-zero, so devices without them draw exactly as
+    before these fields existed.
     """
     shape = tuple(int(s) for s in shape)
 
@@ -471,22 +513,55 @@ def sample_device_state(
         gamma_up = (device.pow_gamma * (1 + beta + spread)).clamp(min=0.0)
         gamma_down = (device.pow_gamma * (1 - beta + spread)).clamp(min=0.0)
     state = DeviceState(
-        b_max,
-        b_min,
-        scale_up,
-        scale_down,
-        slope_up,
-        slope_down,
-        gamma_up,
-        gamma_down,
-        zeros.clone(),
+        b_max=b_max,
+        b_min=b_min,
+        scale_up=scale_up,
+        scale_down=scale_down,
+        slope_up=slope_up,
+        slope_down=slope_down,
+        gamma_up=gamma_up,
+        gamma_down=gamma_down,
+        reference=zeros.clone(),
+        reset_bias=torch.full(shape, float(device.reset), device=torch_device),
+        decay_scale=torch.ones(shape, device=torch_device),
     )
     if isinstance(device, SoftBoundsReferenceDevice):
         reference = device.reference_mean + device.reference_std * draw()
         if device.subtract_symmetry_point:
             reference = reference + symmetric_point(state)
         state.reference = reference
+    if device.reset_dtod > 0:
+        # additive spread, as aihwkit's populate (its docstring says relative; the code adds)
+        state.reset_bias = device.reset + device.reset_dtod * draw()
+    if device.lifetime > 0:
+        lifetime = torch.full(shape, float(device.lifetime), device=torch_device)
+        if device.lifetime_dtod > 0:
+            lifetime = device.lifetime * (1 + device.lifetime_dtod * draw())
+        # a device whose drawn lifetime is <= 1 mini-batch loses its state in one call
+        state.decay_scale = torch.where(lifetime > 1, 1 - 1 / lifetime, 0.0)
     return state
+
+
+def weight_granularity(device: PulsedDevice) -> float:
+    """The step aihwkit's pulsed updater takes as the device's ``dw_min`` (weight units).
+
+    aihwkit sizes pulse trains (bit-line length, pulse probabilities) with this value:
+    ``dw_min`` for constant, linear and soft-bounds steps; ``dw_min 0.5^pow_gamma`` for
+    PowStep; ``dw_min`` times the middle node of ``piecewise_up`` for PiecewiseStep; the mean
+    down step at w = 0 for ExpStep (``3.235 dw_min`` for the PCM preset). A value <= 0 falls
+    back to ``dw_min``.
+    """
+    if isinstance(device, PowStepDevice):
+        value = device.dw_min * 0.5**device.pow_gamma
+    elif isinstance(device, PiecewiseStepDevice):
+        value = device.dw_min * device.piecewise_up[len(device.piecewise_up) // 2]
+    elif isinstance(device, ExpStepDevice):
+        # z = b at w = 0; aihwkit averages the down step with itself
+        scale_down = (1 - max(device.up_down, 0.0)) * device.dw_min
+        value = scale_down * max(1 - device.A_down * math.exp(-device.gamma_down * device.b), 0.0)
+    else:
+        value = device.dw_min
+    return value if value > 0 else device.dw_min
 
 
 def symmetric_point(state: DeviceState) -> Tensor:
@@ -561,7 +636,11 @@ def pulse_once(
     up = direction > 0
     step = _step(w, up, state, device)
     sigma = device.dw_min_std
-    if isinstance(device, LinearStepDevice) and not device.mult_noise:
+    if isinstance(device, ExpStepDevice) and device.complex_noise:
+        # additive noise of std sigma (|dw| + add + slope |w|) (aihwkit's complex noise)
+        spread = sigma * (step.abs() + device.dw_min_std_add + device.dw_min_std_slope * w.abs())
+        step = step + spread * noise
+    elif isinstance(device, LinearStepDevice) and not device.mult_noise:
         # additive noise: only the constant part of the step is noisy
         scale = torch.where(up, state.scale_up, state.scale_down)
         step = step + scale * sigma * noise
