@@ -55,6 +55,7 @@ LAYERS: dict[str, int] = {
     "training": 4,
     "workloads": 5,
     "nas": 5,
+    "pipeline": 5,
     "studies": 6,
 }
 
