@@ -1,4 +1,4 @@
-"""Analog layers and model conversion."""
+"""Analog layers (inference and in-memory training) and model conversion."""
 
 from analoglib.nn.attention import AnalogMultiheadAttention
 from analoglib.nn.base import AnalogLayerBase, ConfigMismatchError
@@ -20,6 +20,7 @@ from analoglib.nn.convert import (
 )
 from analoglib.nn.linear import AnalogHFConv1D, AnalogLinear
 from analoglib.nn.rnn import AnalogGRU, AnalogLSTM
+from analoglib.nn.trainable import AnalogTrainConv2d, AnalogTrainLayer, AnalogTrainLinear
 
 __all__ = [
     "CONVERSION_MAP",
@@ -32,6 +33,9 @@ __all__ = [
     "AnalogLayerBase",
     "AnalogLinear",
     "AnalogMultiheadAttention",
+    "AnalogTrainConv2d",
+    "AnalogTrainLayer",
+    "AnalogTrainLinear",
     "ConfigMismatchError",
     "DigitalModule",
     "DigitalModulesWarning",

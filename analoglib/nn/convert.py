@@ -21,6 +21,8 @@ from analoglib.nn.base import AnalogLayerBase
 from analoglib.nn.conv import AnalogConv1d, AnalogConv2d
 from analoglib.nn.linear import AnalogHFConv1D, AnalogLinear, hf_conv1d_type
 from analoglib.nn.rnn import AnalogGRU, AnalogLSTM, _AnalogRNNBase
+from analoglib.nn.trainable import AnalogTrainConv2d, AnalogTrainLayer, AnalogTrainLinear
+from analoglib.tiles.training import TrainingConfig
 from analoglib.utils import derive_seed
 
 __all__ = [
@@ -59,7 +61,7 @@ _UNSUPPORTED = (
     nn.ConvTranspose3d,
     nn.RNN,
 )
-_ANALOG_TYPES = (AnalogLayerBase, _AnalogRNNBase, AnalogMultiheadAttention)
+_ANALOG_TYPES = (AnalogLayerBase, _AnalogRNNBase, AnalogMultiheadAttention, AnalogTrainLayer)
 _EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 _NORMS = (
     nn.LayerNorm,
@@ -240,6 +242,20 @@ def replace_config(model: nn.Module, config: PCMConfig) -> nn.Module:
     return model
 
 
+def _trainable(module: nn.Module) -> type[AnalogTrainLayer] | None:
+    """The in-memory training layer of ``module`` (Linear, Conv2d with groups 1), if any."""
+    if isinstance(module, nn.Linear):
+        return AnalogTrainLinear
+    if (
+        isinstance(module, nn.Conv2d)
+        and module.groups == 1
+        and module.padding_mode == "zeros"
+        and not isinstance(module.padding, str)
+    ):
+        return AnalogTrainConv2d
+    return None
+
+
 def _convertible(module: nn.Module) -> type[nn.Module] | None:
     for digital, analog in CONVERSION_MAP.items():
         if type(module) is digital or (
@@ -296,7 +312,7 @@ def _switch_fused_paths(model: nn.Module, analog: bool) -> None:
 
 def convert_to_analog(
     model: nn.Module,
-    config: PCMConfig,
+    config: PCMConfig | TrainingConfig,
     exclude: Iterable[str | type[nn.Module]] = (),
     seed: int = 0,
     on_unsupported: str = "warn",
@@ -322,7 +338,13 @@ def convert_to_analog(
 
     Args:
         model: A PyTorch model.
-        config: Crossbar configuration, copied into every analog layer.
+        config: Crossbar configuration, copied into every analog layer: a
+            :class:`~analoglib.config.PCMConfig` for inference and hardware-aware training, or a
+            :class:`~analoglib.tiles.training.TrainingConfig` for in-memory training, which
+            turns ``nn.Linear`` and ``nn.Conv2d`` (groups 1) into
+            :class:`~analoglib.nn.trainable.AnalogTrainLinear` /
+            :class:`~analoglib.nn.trainable.AnalogTrainConv2d` (their tiles are seeded from
+            ``(seed, k)``; other layers stay digital and are listed in the warning).
         exclude: Qualified module names or glob patterns (``"classifier"``, ``"*.pooler.*"``)
             and module types to keep digital; an excluded module keeps all its children
             digital too.
@@ -346,8 +368,10 @@ def convert_to_analog(
     References:
         ``docs/aihwkit.md#conversion-api``.
     """
-    if not isinstance(config, PCMConfig):
-        raise ValueError(f"config = {config!r} is not allowed: expected a PCMConfig.")
+    if not isinstance(config, (PCMConfig, TrainingConfig)):
+        raise ValueError(
+            f"config = {config!r} is not allowed: expected a PCMConfig or a TrainingConfig."
+        )
     if on_unsupported not in ON_UNSUPPORTED:
         raise ValueError(
             f"on_unsupported = {on_unsupported!r} is not allowed: expected one of "
@@ -374,6 +398,7 @@ def convert_to_analog(
 
     model = copy.deepcopy(model)
     excluded: dict[str, tuple[str, str]] = {}
+    trained: list[str] = []
 
     def convert(module: nn.Module, prefix: str) -> nn.Module:
         why = _exclusion(prefix, module, names, types)
@@ -382,7 +407,17 @@ def convert_to_analog(
                 inside = "" if name == prefix else f" (inside {prefix or '<root>'})"
                 excluded[name or "<root>"] = ("excluded", why + inside)
             return module
-        analog = _convertible(module)
+        if isinstance(config, TrainingConfig):
+            trainable = _trainable(module)
+            if trainable is not None:
+                index = len(trained)
+                trained.append(prefix)
+                return trainable.from_digital(  # type: ignore[attr-defined,no-any-return]
+                    module, config, seed=derive_seed(seed, "tile", index)
+                )
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                return module
+        analog = _convertible(module) if isinstance(config, PCMConfig) else None
         if analog is not None:
             return analog.from_digital(module, config)  # type: ignore[attr-defined,no-any-return]
         if isinstance(module, _UNSUPPORTED):

@@ -90,20 +90,20 @@ def bit_line_parameters(
     """Per-sample train length and pulse probabilities.
 
     Args:
-        x: Inputs ``(batch, n_in)``.
-        d: Errors ``(batch, n_out)``.
+        x: Inputs ``(..., batch, n_in)`` (leading dims: independent arrays such as tiles).
+        d: Errors ``(..., batch, n_out)``.
         lr: Learning rate (> 0).
         dw_min: Mean step of one pulse.
         params: The rules.
 
     Returns:
-        ``(bl, p_x, p_d, d_scale)``: train lengths ``(batch,)`` (int64, 0 where nothing is
-        updated), row probabilities ``(batch, n_in)``, column probabilities
-        ``(batch, n_out)`` (both clamped to [0, 1]) and the factor applied to delta by update
-        management ``(batch,)``.
+        ``(bl, p_x, p_d, d_scale)``: train lengths ``(..., batch)`` (int64, 0 where nothing is
+        updated), row probabilities ``(..., batch, n_in)``, column probabilities
+        ``(..., batch, n_out)`` (both clamped to [0, 1]) and the factor applied to delta by
+        update management ``(..., batch)``.
     """
-    x_max = x.abs().amax(dim=1)  # (batch,)
-    d_max = d.abs().amax(dim=1)  # (batch,)
+    x_max = x.abs().amax(dim=-1)  # (..., batch)
+    d_max = d.abs().amax(dim=-1)  # (..., batch)
     k = lr * x_max * params.um_grad_scale * d_max / dw_min  # largest expected count
     if params.update_bl_management:
         bl = torch.clamp(torch.ceil(k), max=params.desired_bl)
@@ -111,7 +111,7 @@ def bit_line_parameters(
         bl = torch.full_like(k, float(params.desired_bl))
     bl = torch.where(k > 0, bl, torch.zeros_like(bl))
     safe_bl = bl.clamp(min=1)
-    a = torch.sqrt(lr / (dw_min * safe_bl))  # (batch,)
+    a = torch.sqrt(lr / (dw_min * safe_bl))
     b = a.clone()
     d_scale = torch.ones_like(k)
     if params.update_management:
@@ -119,8 +119,8 @@ def bit_line_parameters(
         ratio = torch.sqrt(x_max / (d_max * d_scale).clamp(min=1e-30))
         a = a * ratio
         b = b / ratio.clamp(min=1e-30)
-    p_x = (b[:, None] * x.abs()).clamp(max=1.0)  # (batch, n_in)
-    p_d = (a[:, None] * (d.abs() * d_scale[:, None])).clamp(max=1.0)  # (batch, n_out)
+    p_x = (b[..., None] * x.abs()).clamp(max=1.0)  # (..., batch, n_in)
+    p_d = (a[..., None] * (d.abs() * d_scale[..., None])).clamp(max=1.0)  # (..., batch, n_out)
     return bl.to(torch.int64), p_x, p_d, d_scale
 
 
@@ -136,16 +136,19 @@ def pulse_counts(
     """Signed pulse counts of ``W <- W - lr d x^T`` (> 0: up pulses).
 
     Args:
-        x: Inputs ``(batch, n_in)``.
-        d: Errors ``(batch, n_out)``.
+        x: Inputs ``(..., batch, n_in)``; leading dims are independent arrays (tiles), each
+            with its own trains and update management.
+        d: Errors ``(..., batch, n_out)``.
         lr: Learning rate.
         dw_min: Mean step of one pulse of the device.
         params: Train rules and ``pulse_type`` (not ``"none"``: that update is not in pulses).
         generator: Source of the Bernoulli trains.
-        aggregate: ``"sample"``: signed counts ``(batch, n_out, n_in)``, one update per
+        aggregate: ``"sample"``: signed counts ``(..., batch, n_out, n_in)``, one update per
             sample in order; ``"batch"``: the up and the down pulses of the whole batch kept
-            apart, ``(2, n_out, n_in)`` (both >= 0; netting them would hide the device's
-            asymmetry, which acts on every pulse).
+            apart, ``(2, ..., n_out, n_in)`` (both >= 0; netting them would hide the device's
+            asymmetry, which acts on every pulse). The batch counts are two matrix products
+            over all slots of all samples (rows and columns split by sign), equal to the sum
+            of the per-sample counts without forming them.
 
     Returns:
         Integer counts (int64) of the shape described under ``aggregate``.
@@ -157,23 +160,34 @@ def pulse_counts(
     if not (lr > 0 and dw_min > 0):
         raise ValueError(f"lr = {lr!r}, dw_min = {dw_min!r} are not allowed: expected > 0.")
     bl, p_x, p_d, _ = bit_line_parameters(x, d, lr, dw_min, params)
-    sign = -(torch.sign(d)[:, :, None] * torch.sign(x)[:, None, :])  # (batch, n_out, n_in)
+    sign_x, sign_d = torch.sign(x), torch.sign(d)
     if params.pulse_type == "mean_count":
-        expected = bl[:, None, None] * p_d[:, :, None] * p_x[:, None, :]
+        expected = bl[..., None, None] * p_d[..., :, None] * p_x[..., None, :]
         counts = torch.round(expected).to(torch.int64)
-    else:
-        max_bl = int(bl.max().item()) if bl.numel() else 0
-        slots = torch.arange(max_bl)[None, :] < bl[:, None]  # (batch, BL) slots in use
-        u_x = torch.rand((x.shape[0], max_bl, x.shape[1]), generator=generator)
-        u_d = torch.rand((d.shape[0], max_bl, d.shape[1]), generator=generator)
-        fire_x = ((u_x < p_x[:, None, :]) & slots[:, :, None]).to(x.dtype)  # (batch, BL, n_in)
-        fire_d = ((u_d < p_d[:, None, :]) & slots[:, :, None]).to(x.dtype)  # (batch, BL, n_out)
-        coincidences = torch.bmm(fire_d.transpose(1, 2), fire_x)  # (batch, n_out, n_in)
-        counts = torch.round(coincidences).to(torch.int64)
-    signed = sign.to(torch.int64) * counts
-    if aggregate == "batch":
-        return torch.stack([signed.clamp(min=0).sum(dim=0), (-signed).clamp(min=0).sum(dim=0)])
-    return signed
+        signed = -(sign_d[..., :, None] * sign_x[..., None, :]).to(torch.int64) * counts
+        if aggregate == "batch":
+            return torch.stack([signed.clamp(min=0).sum(-3), (-signed).clamp(min=0).sum(-3)])
+        return signed
+    max_bl = int(bl.max().item()) if bl.numel() else 0
+    slots = torch.arange(max_bl, device=x.device) < bl[..., None]  # (..., batch, BL) in use
+    lead = x.shape[:-1]  # (..., batch)
+    u_x = torch.rand((*lead, max_bl, x.shape[-1]), generator=generator, device=x.device)
+    u_d = torch.rand((*lead, max_bl, d.shape[-1]), generator=generator, device=x.device)
+    # (..., batch, BL, n): signed firing of each row / column in each slot
+    fire_x = ((u_x < p_x[..., None, :]) & slots[..., None]).to(x.dtype) * sign_x[..., None, :]
+    fire_d = ((u_d < p_d[..., None, :]) & slots[..., None]).to(x.dtype) * sign_d[..., None, :]
+    if aggregate == "sample":
+        product = torch.matmul(fire_d.transpose(-1, -2), fire_x)  # (..., batch, n_out, n_in)
+        return -torch.round(product).to(torch.int64)
+    # up pulses where sign(d) sign(x) < 0, down where > 0; all slots of all samples at once
+    flat_x = fire_x.flatten(-3, -2)  # (..., batch BL, n_in)
+    flat_d = fire_d.flatten(-3, -2)  # (..., batch BL, n_out)
+    d_pos, d_neg = flat_d.clamp(min=0), (-flat_d).clamp(min=0)
+    x_pos, x_neg = flat_x.clamp(min=0), (-flat_x).clamp(min=0)
+    dt_pos, dt_neg = d_pos.transpose(-1, -2), d_neg.transpose(-1, -2)
+    up = torch.matmul(dt_pos, x_neg) + torch.matmul(dt_neg, x_pos)  # (..., n_out, n_in)
+    down = torch.matmul(dt_pos, x_pos) + torch.matmul(dt_neg, x_neg)
+    return torch.round(torch.stack([up, down])).to(torch.int64)
 
 
 def expected_counts(x: Tensor, d: Tensor, lr: float, dw_min: float) -> Tensor:

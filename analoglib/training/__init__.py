@@ -5,7 +5,9 @@ digital and converted (analog) models alike; :class:`TrainRecipe` holds their ar
 Hardware-aware training adds weight-noise injection (the layers' modifier), clipping,
 remapping, the noise ramp and distillation (:mod:`analoglib.training.hwa`). Cached training of
 a workload is :func:`analoglib.workloads.train_fp` and :func:`analoglib.workloads.train_hwa`;
-the HWA study of notebook 02 is :mod:`analoglib.studies.hwa_retraining`.
+the HWA study of notebook 02 is :mod:`analoglib.studies.hwa_retraining`. In-memory training
+(weights as pulsed devices) uses :class:`AnalogSGD` with the layers of
+:mod:`analoglib.nn.trainable`.
 
 References:
     Rasch et al. 2023; ``docs/model.md#hwa-noise``, ``docs/model.md#hwa-training`` (hardware-aware
@@ -14,6 +16,7 @@ References:
 
 from analoglib._deprecation import moved_names
 from analoglib.training import hwa
+from analoglib.training.analog_sgd import AnalogSGD
 from analoglib.training.hwa import (
     HWARecipe,
     ModifierRamp,
@@ -37,6 +40,7 @@ from analoglib.training.weight_space import weight_space_updates
 
 __all__ = [
     "OPTIMIZERS",
+    "AnalogSGD",
     "HWARecipe",
     "LRSchedule",
     "ModifierRamp",
