@@ -47,6 +47,7 @@ __all__ = [
     "PipelineResult",
     "TikiTaka",
     "UpdateRule",
+    "apply_update",
 ]
 
 
@@ -167,6 +168,34 @@ class PipelineResult:
     evals: list[dict[str, Any]] = field(default_factory=list)
     staleness: dict[tuple[int, int], int] = field(default_factory=dict)
     cycles: float = 0.0
+
+
+def apply_update(
+    rule: UpdateRule,
+    params: Sequence[nn.Parameter],
+    grads: Sequence[Tensor],
+    state: dict[nn.Parameter, dict[str, Tensor]],
+) -> None:
+    """One update of a stage: the rule on weight matrices, digital SGD on the other parameters.
+
+    Shared by :class:`PipelineExecutor` and the distributed engine
+    (:mod:`analoglib.pipeline.distributed`), so both apply exactly the same arithmetic.
+
+    Args:
+        rule: The update rule of the weight matrices (parameters with 2 or more dimensions).
+        params: The stage's trainable parameters, changed in place.
+        grads: The mean gradient of each parameter (same shapes).
+        state: Per-parameter state of the rule (e.g. Tiki-Taka's arrays), filled on first use.
+
+    References:
+        ``docs/pipeline.md#update-rules``.
+    """
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            if p.ndim >= 2:
+                rule.update(p.data, g, state.setdefault(p, {}))
+            else:
+                p.data.add_(g, alpha=-rule.lr)
 
 
 class PipelineExecutor:
@@ -326,12 +355,7 @@ class PipelineExecutor:
         return list(grads)
 
     def _apply(self, params: list[nn.Parameter], grads: list[Tensor]) -> None:
-        """The rule on weight matrices, digital SGD on the other parameters."""
-        for p, g in zip(params, grads):
-            if p.ndim >= 2:
-                self.rule.update(p.data, g, self.state.setdefault(p, {}))
-            else:
-                p.data.add_(g, alpha=-self.rule.lr)
+        apply_update(self.rule, params, grads, self.state)
 
     def _evaluate(self, eval_fn: Callable[[], dict[str, Any]], clock: float) -> dict[str, Any]:
         with torch.no_grad():
