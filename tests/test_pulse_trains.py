@@ -156,3 +156,18 @@ def test_batch_aggregation_error_is_second_order_and_keeps_the_asymmetry() -> No
     pull = (w0 - per_sample).mean().item()
     assert pull > 0 and (w0 - netted).mean().item() < pull / 2
     assert (aggregated - per_sample).abs().mean() < (netted - per_sample).abs().mean() / 3
+
+
+def test_batch_counts_are_the_sums_of_the_per_sample_counts() -> None:
+    # same generator state: the same trains; leading dims are independent tiles
+    x = torch.randn(3, 7, 20, generator=_gen(5))  # (tiles, batch, n_in)
+    d = torch.randn(3, 7, 6, generator=_gen(6)) * 0.05
+    params = PulseTrainParameters()
+    per_sample = pulse_counts(x, d, 0.1, 0.001, params, _gen(7))  # (tiles, batch, out, in)
+    batch = pulse_counts(x, d, 0.1, 0.001, params, _gen(7), aggregate="batch")
+    assert torch.equal(batch[0], per_sample.clamp(min=0).sum(dim=1))
+    assert torch.equal(batch[1], (-per_sample).clamp(min=0).sum(dim=1))
+    assert batch.sum() > 0
+    # each tile manages its own train: tile 0 alone gives tile 0's counts
+    alone = pulse_counts(x[0], d[0], 0.1, 0.001, params, _gen(7))
+    assert alone.shape == per_sample[0].shape

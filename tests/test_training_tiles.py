@@ -391,3 +391,31 @@ def test_lifetime_decays_the_conductances_once_per_batch() -> None:
     for _ in range(5):
         tile.update(torch.ones(2, 6), torch.zeros(2, 4), lr=0.1)  # no pulses, decay only
     assert torch.allclose(tile.get_weights(), weight * (1 - 1 / 20) ** 5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_on_cuda_matches_the_cpu_semantics() -> None:
+    digital = _mlp().cuda()
+    analog = convert_to_analog(_mlp(), TrainingConfig.ideal()).cuda()
+    batches = [(x.cuda(), y.cuda()) for x, y in _batches()]
+    _train(analog, AnalogSGD(analog, lr=0.5), batches)
+    _train(digital, torch.optim.SGD(digital.parameters(), lr=0.5), batches)
+    assert torch.allclose(analog[0].get_weights(), digital[0].weight, atol=1e-5)
+    weights = []
+    for _ in range(2):  # pulsed training on the GPU is reproducible from the seed
+        model = convert_to_analog(_mlp(), _pulsed_config(algorithm=alg.agad()), seed=5).cuda()
+        _train(model, AnalogSGD(model, lr=0.3), batches)
+        assert model[0].tile.c.is_cuda
+        weights.append(model[0].tile.c.clone())
+    assert torch.equal(*weights)
+
+
+def test_ttv1_writes_the_read_column_onto_c_with_the_transfer_rate() -> None:
+    # mean-count trains: k = lr_t |read| / dw_min = 0.5 * 0.04 / 0.01 = 2 pulses per read
+    update = PulseTrainParameters(pulse_type="mean_count")
+    p = alg.ttv1(transfer_update=update, transfer_forward=IOParameters.perfect(), transfer_lr=0.5)
+    tile = _offset_tile(p, 0.04)
+    tile.update(torch.ones(1, 4), torch.zeros(1, 3), lr=1.0)  # one read: column 0
+    expected = torch.zeros_like(tile.c)
+    expected[:, :, 0] = 0.5 * 0.04
+    assert torch.allclose(tile.c, expected, atol=1e-7)

@@ -17,7 +17,7 @@ from analoglib.data.digits import (
     make_loader,
 )
 from analoglib.data.glue import glue_metrics, load_glue_task
-from analoglib.data.images import load_cifar10, load_fashion_mnist
+from analoglib.data.images import load_cifar10, load_fashion_mnist, load_mnist
 from analoglib.data.ptb import load_ptb
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "TensorSplit",
     "glue_metrics",
     "load_cifar10",
+    "load_mnist",
     "load_digits",
     "load_fashion_mnist",
     "load_glue_task",

@@ -42,10 +42,13 @@ __all__ = [
     "FASHION_MNIST_DIR",
     "FASHION_MNIST_HUB",
     "IMAGE_DATA_SOURCES",
+    "MNIST_CLASSES",
+    "MNIST_HUB",
     "ImageBatchTransform",
     "ImageSplit",
     "channel_stats",
     "load_cifar10",
+    "load_mnist",
     "load_fashion_mnist",
     "make_image_loader",
 ]
@@ -58,6 +61,10 @@ IMAGE_DATA_SOURCES = DATA_SOURCES
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: Hugging Face dataset of Fashion-MNIST (``data_source="hub"``).
 FASHION_MNIST_HUB = "zalando-datasets/fashion_mnist"
+#: Hugging Face dataset of MNIST (``data_source="hub"``).
+MNIST_HUB = "ylecun/mnist"
+#: MNIST's label names.
+MNIST_CLASSES = tuple(str(digit) for digit in range(10))
 #: Hugging Face dataset of CIFAR-10 (``data_source="hub"``).
 CIFAR10_HUB = "uoft-cs/cifar10"
 #: Fashion-MNIST label names, index = label.
@@ -175,6 +182,36 @@ def load_fashion_mnist(data_source: str = "offline", root: str | Path | None = N
         y_test=arrays["y_test"].astype(np.int64),
         classes=FASHION_MNIST_CLASSES,
     )
+
+
+def load_mnist(data_source: str = "offline") -> ImageSplit:
+    """MNIST: 60,000 training and 10,000 test images of handwritten digits, 28x28 (hub only).
+
+    Args:
+        data_source: Must be ``"hub"``: runs ``datasets.load_dataset("ylecun/mnist")``
+            (network access, cached under ``data/cache/hub/``). No package ships MNIST;
+            ``"offline"`` raises and names the stand-in.
+
+    Returns:
+        An :class:`ImageSplit` with images ``(N, 1, 28, 28)`` (``uint8``).
+
+    Raises:
+        ValueError: For an unknown ``data_source``.
+        FileNotFoundError: For ``data_source="offline"``.
+        ConnectionError: If the hub cannot be reached.
+
+    References:
+        LeCun et al. 1998; ``docs/data.md#not-offline``.
+    """
+    _check_data_source(data_source)
+    if data_source == "offline":
+        raise FileNotFoundError(
+            'MNIST has no offline copy: pass data_source="hub" to download it with '
+            f'datasets.load_dataset("{MNIST_HUB}"), or use the offline stand-in Fashion-MNIST '
+            "(load_fashion_mnist)."
+        )
+    train, test = _load_hub(MNIST_HUB, "image", "load_fashion_mnist() (offline stand-in)")
+    return ImageSplit(*train, *test, classes=MNIST_CLASSES)
 
 
 def load_cifar10(data_source: str = "offline") -> ImageSplit:

@@ -63,6 +63,7 @@ __all__ = [
     "apply_pulse_counts",
     "apply_pulses",
     "apply_pulses_closed_form",
+    "mean_step",
     "pulse_once",
     "pulse_response",
     "sample_device_state",
@@ -612,6 +613,24 @@ def _step(w: Tensor, up: Tensor, state: DeviceState, device: PulsedDevice) -> Te
         slope = torch.where(up, state.slope_up, state.slope_down)
         return scale + slope * w  # may be negative beyond the bound; clipped afterwards
     return scale
+
+
+def mean_step(w: Tensor, up: Tensor, state: DeviceState, device: PulsedDevice) -> Tensor:
+    """Mean step magnitude (weight units, >= 0) of one pulse at ``w`` in the direction ``up``.
+
+    ``mean_step / dw_min`` are the response functions ``q+`` (up) and ``q-`` (down) of the
+    response-function form ``W + Delta F(W) - |Delta| G(W)``.
+
+    Args:
+        w: Weights, the state's shape (or broadcastable).
+        up: Bool tensor: True for an up pulse.
+        state: Device-to-device parameters.
+        device: The model.
+
+    References:
+        ``docs/devices.md#response-functions``.
+    """
+    return _step(w, up, state, device).clamp(min=0.0)
 
 
 def pulse_once(

@@ -146,9 +146,9 @@ def pulse_counts(
         aggregate: ``"sample"``: signed counts ``(..., batch, n_out, n_in)``, one update per
             sample in order; ``"batch"``: the up and the down pulses of the whole batch kept
             apart, ``(2, ..., n_out, n_in)`` (both >= 0; netting them would hide the device's
-            asymmetry, which acts on every pulse). The batch counts are two matrix products
-            over all slots of all samples (rows and columns split by sign), equal to the sum
-            of the per-sample counts without forming them.
+            asymmetry, which acts on every pulse). The batch counts come from two matrix
+            products over all slots of all samples (signed and unsigned firings), equal to
+            the sums of the per-sample counts without forming them.
 
     Returns:
         Integer counts (int64) of the shape described under ``aggregate``.
@@ -179,15 +179,14 @@ def pulse_counts(
     if aggregate == "sample":
         product = torch.matmul(fire_d.transpose(-1, -2), fire_x)  # (..., batch, n_out, n_in)
         return -torch.round(product).to(torch.int64)
-    # up pulses where sign(d) sign(x) < 0, down where > 0; all slots of all samples at once
+    # all slots of all samples at once: the signed product counts same-sign coincidences
+    # (down pulses) minus opposite-sign ones (up pulses), the unsigned product both
     flat_x = fire_x.flatten(-3, -2)  # (..., batch BL, n_in)
-    flat_d = fire_d.flatten(-3, -2)  # (..., batch BL, n_out)
-    d_pos, d_neg = flat_d.clamp(min=0), (-flat_d).clamp(min=0)
-    x_pos, x_neg = flat_x.clamp(min=0), (-flat_x).clamp(min=0)
-    dt_pos, dt_neg = d_pos.transpose(-1, -2), d_neg.transpose(-1, -2)
-    up = torch.matmul(dt_pos, x_neg) + torch.matmul(dt_neg, x_pos)  # (..., n_out, n_in)
-    down = torch.matmul(dt_pos, x_pos) + torch.matmul(dt_neg, x_neg)
-    return torch.round(torch.stack([up, down])).to(torch.int64)
+    flat_d = fire_d.flatten(-3, -2).transpose(-1, -2)  # (..., n_out, batch BL)
+    signed = torch.matmul(flat_d, flat_x)  # (..., n_out, n_in): down - up
+    total = torch.matmul(flat_d.abs(), flat_x.abs())  # up + down
+    up = torch.round((total - signed) / 2).to(torch.int64)
+    return torch.stack([up, torch.round(total).to(torch.int64) - up])
 
 
 def expected_counts(x: Tensor, d: Tensor, lr: float, dw_min: float) -> Tensor:

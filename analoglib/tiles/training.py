@@ -38,9 +38,9 @@ from analoglib.devices.pulsed import (
     ConstantStepDevice,
     DeviceState,
     PulsedDevice,
-    _step,
     apply_pulse_counts,
     apply_pulses,
+    mean_step,
     sample_device_state,
     weight_granularity,
 )
@@ -218,7 +218,7 @@ def expected_response_update(
     References:
         ``docs/devices.md#response-functions``.
     """
-    step = _step(w, delta > 0, state, device).clamp(min=0.0)
+    step = mean_step(w, delta > 0, state, device)
     new = w + delta * (step / device.dw_min)
     return torch.minimum(torch.maximum(new, state.b_min), state.b_max)
 
