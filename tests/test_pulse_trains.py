@@ -171,3 +171,21 @@ def test_batch_counts_are_the_sums_of_the_per_sample_counts() -> None:
     # each tile manages its own train: tile 0 alone gives tile 0's counts
     alone = pulse_counts(x[0], d[0], 0.1, 0.001, params, _gen(7))
     assert alone.shape == per_sample[0].shape
+
+
+def test_two_pass_trains_have_the_same_mean_and_independent_passes() -> None:
+    # row 1 (x = 0.1) fires with probability 0.2 in each of BL = 10 slots; column 0 asks for up
+    # pulses, column 1 for down pulses, both with mean 1 * 0.1 * 0.02 / 0.001 = 2
+    n = 4000
+    x = torch.tensor([[0.5, 0.1]]).expand(n, 2).contiguous()
+    d = torch.tensor([[-0.02, 0.02]]).expand(n, 2).contiguous()
+    for pulse_type, correlated in (("stochastic_compressed", True), ("stochastic", False)):
+        params = PulseTrainParameters(pulse_type=pulse_type)
+        counts = pulse_counts(x, d, 1.0, 0.001, params, _gen(8)).double()[:, :, 1]  # (n, 2)
+        # Binomial(10, 0.2): std 1.26, so 5 standard errors of the mean are 0.1
+        assert torch.allclose(
+            counts.mean(dim=0), torch.tensor([2.0, -2.0], dtype=torch.float64), atol=0.1
+        )
+        correlation = float(torch.corrcoef(counts.T.abs())[0, 1])
+        # one shared row train gives both devices the same count; two passes are independent
+        assert correlation > 0.99 if correlated else abs(correlation) < 0.1

@@ -419,3 +419,14 @@ def test_ttv1_writes_the_read_column_onto_c_with_the_transfer_rate() -> None:
     expected = torch.zeros_like(tile.c)
     expected[:, :, 0] = 0.5 * 0.04
     assert torch.allclose(tile.c, expected, atol=1e-7)
+
+
+def test_fit_accepts_analog_sgd() -> None:
+    from analoglib.training import fit
+
+    model = convert_to_analog(_mlp(), TrainingConfig.ideal())
+    before = model[0].get_weights()
+    optimizer = AnalogSGD(model, lr=0.5)
+    losses = fit(model, _batches(), epochs=2, lr=0.5, seed=0, optimizer=optimizer, progress=False)
+    assert len(losses) == 2 and losses[1] < losses[0]
+    assert not torch.equal(before, model[0].get_weights())

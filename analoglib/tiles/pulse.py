@@ -17,8 +17,11 @@ direction of ``-sign(x_j) sign(delta_i)``. Row j fires in each slot with probabi
 
 Modes (``pulse_type``): ``"stochastic_compressed"`` (one Bernoulli train per row and column,
 shared by all devices of that row or column, so coincidences are correlated as in hardware),
-``"mean_count"`` (the expected count, rounded to the nearest integer) and ``"none"`` (the
-floating-point update, for reference).
+``"stochastic"`` (two passes with independent trains, one for the up and one for the down
+pulses, as aihwkit's CPU-only mode; within one sample all pulses of a device share one sign, so
+each device's count has the same distribution, only the correlations between devices of one
+row whose pulses differ in sign change), ``"mean_count"`` (the expected count, rounded to the
+nearest integer) and ``"none"`` (the floating-point update, for reference).
 
 References:
     Gokmen & Vlasov 2016; aihwkit's pulsed update; ``docs/devices.md#pulse-trains``.
@@ -41,7 +44,7 @@ __all__ = [
 ]
 
 #: Supported ``pulse_type`` values.
-PULSE_TYPES = ("stochastic_compressed", "mean_count", "none")
+PULSE_TYPES = ("stochastic_compressed", "stochastic", "mean_count", "none")
 
 
 @dataclass(frozen=True)
@@ -170,23 +173,34 @@ def pulse_counts(
         return signed
     max_bl = int(bl.max().item()) if bl.numel() else 0
     slots = torch.arange(max_bl, device=x.device) < bl[..., None]  # (..., batch, BL) in use
-    lead = x.shape[:-1]  # (..., batch)
-    u_x = torch.rand((*lead, max_bl, x.shape[-1]), generator=generator, device=x.device)
-    u_d = torch.rand((*lead, max_bl, d.shape[-1]), generator=generator, device=x.device)
-    # (..., batch, BL, n): signed firing of each row / column in each slot
-    fire_x = ((u_x < p_x[..., None, :]) & slots[..., None]).to(x.dtype) * sign_x[..., None, :]
-    fire_d = ((u_d < p_d[..., None, :]) & slots[..., None]).to(x.dtype) * sign_d[..., None, :]
+
+    def trains() -> tuple[Tensor, Tensor]:
+        # (..., batch, BL, n): signed firing of each row / column in each slot
+        lead = x.shape[:-1]  # (..., batch)
+        u_x = torch.rand((*lead, max_bl, x.shape[-1]), generator=generator, device=x.device)
+        u_d = torch.rand((*lead, max_bl, d.shape[-1]), generator=generator, device=x.device)
+        fire_x = ((u_x < p_x[..., None, :]) & slots[..., None]).to(x.dtype) * sign_x[..., None, :]
+        fire_d = ((u_d < p_d[..., None, :]) & slots[..., None]).to(x.dtype) * sign_d[..., None, :]
+        if aggregate == "sample":
+            return fire_x, fire_d.transpose(-1, -2)  # (..., batch, n_out, BL)
+        # the batch form takes all slots of all samples at once
+        return fire_x.flatten(-3, -2), fire_d.flatten(-3, -2).transpose(-1, -2)
+
+    def up_and_down(fire_x: Tensor, fire_d: Tensor) -> tuple[Tensor, Tensor]:
+        # the signed product counts same-sign coincidences (down pulses) minus opposite-sign
+        # ones (up pulses), the unsigned product both
+        signed = torch.matmul(fire_d, fire_x)
+        total = torch.matmul(fire_d.abs(), fire_x.abs())
+        up = torch.round((total - signed) / 2).to(torch.int64)
+        return up, torch.round(total).to(torch.int64) - up
+
+    up, down = up_and_down(*trains())
+    if params.pulse_type == "stochastic":
+        # a second pass with fresh trains delivers the down pulses
+        down = up_and_down(*trains())[1]
     if aggregate == "sample":
-        product = torch.matmul(fire_d.transpose(-1, -2), fire_x)  # (..., batch, n_out, n_in)
-        return -torch.round(product).to(torch.int64)
-    # all slots of all samples at once: the signed product counts same-sign coincidences
-    # (down pulses) minus opposite-sign ones (up pulses), the unsigned product both
-    flat_x = fire_x.flatten(-3, -2)  # (..., batch BL, n_in)
-    flat_d = fire_d.flatten(-3, -2).transpose(-1, -2)  # (..., n_out, batch BL)
-    signed = torch.matmul(flat_d, flat_x)  # (..., n_out, n_in): down - up
-    total = torch.matmul(flat_d.abs(), flat_x.abs())  # up + down
-    up = torch.round((total - signed) / 2).to(torch.int64)
-    return torch.stack([up, torch.round(total).to(torch.int64) - up])
+        return up - down  # (..., batch, n_out, n_in)
+    return torch.stack([up, down])  # (2, ..., n_out, n_in)
 
 
 def expected_counts(x: Tensor, d: Tensor, lr: float, dw_min: float) -> Tensor:
