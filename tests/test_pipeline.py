@@ -421,3 +421,40 @@ def test_bad_arguments_name_the_parameter_the_value_and_the_allowed_values() -> 
         executor.run(build_schedule("async", 3, 2), _batches(2, 1, 3, 2))
     with pytest.raises(ValueError, match=r"schedule.num_microbatches = 4 .* 2 batches"):
         executor.run(build_schedule("async", 2, 4), _batches(2, 1, 3, 2))
+
+
+# --- pulsed devices in the executor ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode, b", [("async", 1), ("sync", 3)])
+def test_ideal_trainable_layers_equal_digital_sgd_in_the_executor(mode: str, b: int) -> None:
+    from analoglib.nn.convert import convert_to_analog
+    from analoglib.tiles.training import TrainingConfig
+
+    digital = _mlp([5, 8, 6, 3])
+    analog = convert_to_analog(copy.deepcopy(digital), TrainingConfig.ideal())
+    batches = _batches(6, 3, 5, 3)
+    _run(digital, 3, mode, batches, DigitalSGD(0.1), b)
+    _run(analog, 3, mode, batches, DigitalSGD(0.1), b)
+    for index in (0, 2, 4):
+        torch.testing.assert_close(
+            analog[index].get_weights(), digital[index].weight, rtol=1e-5, atol=1e-6
+        )
+        torch.testing.assert_close(analog[index].bias, digital[index].bias, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(digital[0].weight, _mlp([5, 8, 6, 3])[0].weight)
+
+
+def test_pulsed_devices_train_reproducibly_in_the_async_pipeline() -> None:
+    from analoglib.devices import SoftBoundsDevice
+    from analoglib.nn.convert import convert_to_analog
+    from analoglib.tiles.training import TrainingConfig
+
+    weights = []
+    for _ in range(2):
+        config = TrainingConfig(device=SoftBoundsDevice(dw_min=0.01))
+        analog = convert_to_analog(_mlp([5, 8, 6, 3]), config, seed=4)
+        start = analog[0].get_weights()
+        _run(analog, 3, "async", _batches(6, 3, 5, 3), DigitalSGD(0.2))
+        weights.append(analog[0].get_weights())
+        assert not torch.equal(start, weights[-1])
+    assert torch.equal(*weights)

@@ -17,7 +17,11 @@ order on the stages of a split ``nn.Sequential``:
 * ``U`` applies the mean of the accumulated gradients (one micro-batch in ``"async"`` and
   ``"none"`` with B = 1, the B micro-batches of a mini-batch in ``"sync"``) with the update
   rule to the weight matrices (parameters with 2 or more dimensions); biases and other
-  parameters take a digital SGD step with the rule's ``lr``.
+  parameters take a digital SGD step with the rule's ``lr``. Stages with trainable analog
+  layers (:mod:`analoglib.nn.trainable`, a model converted with a ``TrainingConfig``) hold
+  their weights as pulsed devices: their backward reads queue (x, d), and ``U`` applies the
+  pulses of the queued micro-batches at ``lr / count`` (the mean, like the gradients), with the
+  layer's own devices, algorithm and periphery.
 
 With a mean-reduced loss and equal micro-batches, a synchronous update equals one mini-batch
 SGD step on the mean loss of the union. Modules must be deterministic: dropout would draw new
@@ -37,6 +41,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from analoglib.nn.trainable import AnalogTrainLayer
 from analoglib.pipeline.schedule import CycleCost, Schedule, timeline
 from analoglib.training.response import soft_bounds_update, tiki_taka_step
 
@@ -317,7 +322,7 @@ class PipelineExecutor:
                 current = accum[s]
                 if current is not None:
                     with torch.no_grad():
-                        self._apply(params[s], [g / counts[s] for g in current])
+                        self._apply(s, params[s], [g / counts[s] for g in current], counts[s])
                 accum[s], counts[s] = None, 0
                 self.versions[s] += 1
                 if s == 0 and eval_fn is not None and eval_every and done_input_stage >= next_eval:
@@ -354,8 +359,13 @@ class PipelineExecutor:
             return list(grads[1:])
         return list(grads)
 
-    def _apply(self, params: list[nn.Parameter], grads: list[Tensor]) -> None:
+    def _apply(self, s: int, params: list[nn.Parameter], grads: list[Tensor], count: int) -> None:
         apply_update(self.rule, params, grads, self.state)
+        # trainable analog layers (pulsed devices) queued the (x, d) of every backward since the
+        # last update; their pulses carry the mean over the micro-batches like the gradients
+        for module in self.stages[s].modules():
+            if isinstance(module, AnalogTrainLayer):
+                module.apply_update(self.rule.lr / count)
 
     def _evaluate(self, eval_fn: Callable[[], dict[str, Any]], clock: float) -> dict[str, Any]:
         with torch.no_grad():

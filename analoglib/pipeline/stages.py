@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from analoglib.nn.trainable import AnalogTrainLayer
+
 __all__ = ["TILE_SIZE", "partition", "stage_costs", "tile_count"]
 
 #: Rows and columns of one crossbar tile.
@@ -28,6 +30,9 @@ Cost = Callable[[nn.Module], float]
 def tile_count(module: nn.Module) -> int:
     """Crossbar tiles of every ``nn.Linear`` and ``nn.Conv2d`` inside ``module`` (itself too).
 
+    Trainable analog layers (:mod:`analoglib.nn.trainable`) count the input tiles of their own
+    mapping times ``ceil(out / 512)``.
+
     A layer with weight ``(out, in, *kernel)`` is an ``out x (in * prod(kernel))`` matrix and
     needs ``ceil(in * prod(kernel) / 512) * ceil(out / 512)`` tiles (a grouped convolution is
     counted as one such matrix of its per-group inputs).
@@ -37,7 +42,10 @@ def tile_count(module: nn.Module) -> int:
     """
     tiles = 0
     for layer in module.modules():
-        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+        if isinstance(layer, AnalogTrainLayer):  # trainable analog layers know their mapping
+            mapping = layer.tile.mapping
+            tiles += mapping.tiles_in * math.ceil(mapping.out_features / TILE_SIZE)
+        elif isinstance(layer, (nn.Linear, nn.Conv2d)):
             out_size = layer.weight.shape[0]
             in_size = layer.weight[0].numel()  # in (per group) x kernel
             tiles += math.ceil(in_size / TILE_SIZE) * math.ceil(out_size / TILE_SIZE)
