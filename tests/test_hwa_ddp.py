@@ -12,13 +12,11 @@ input-range decay (it depends on the per-rank fraction of unclipped inputs).
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import free_port, gloo_group
 from torch import nn
 
 import analoglib as al
@@ -63,11 +61,7 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    torch.set_num_threads(1)
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, port):
         model = nn.parallel.DistributedDataParallel(_model())
         x, y = _data()
         half = GLOBAL_BATCH // world
@@ -79,14 +73,6 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             if isinstance(v, torch.Tensor)
         }
         torch.save(state, Path(out) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_ddp_two_processes_equal_one_process_on_the_global_batch(tmp_path: Path) -> None:
@@ -96,7 +82,7 @@ def test_ddp_two_processes_equal_one_process_on_the_global_batch(tmp_path: Path)
     _train(single, x, y)
     reference = {k: v for k, v in single.state_dict().items() if isinstance(v, torch.Tensor)}
 
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert set(ranks[0]) == set(reference)
     for key, value in reference.items():

@@ -9,12 +9,11 @@ every step).
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import free_port, gloo_group
 from torch import Tensor, nn
 
 from analoglib.pipeline import (
@@ -69,11 +68,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
     from analoglib.pipeline import DistributedPipeline
 
-    torch.set_num_threads(1)
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, port):
         for name, (mode, rule, per_step, steps, infer) in SCENARIOS.items():
             stages = partition(_model(), world)
             examples = stage_examples(stages, torch.zeros(MICRO, WIDTHS[0]))
@@ -105,14 +100,6 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
                 Path(out) / f"{name}_rank{rank}.pt",
             )
             dist.barrier()
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +107,7 @@ def engine_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch.multiprocessing as mp
 
     out = tmp_path_factory.mktemp("pipeline_engine")
-    mp.spawn(_worker, args=(STAGES, _free_port(), str(out)), nprocs=STAGES, join=True)
+    mp.spawn(_worker, args=(STAGES, free_port(), str(out)), nprocs=STAGES, join=True)
     return out
 
 

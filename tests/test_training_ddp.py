@@ -9,13 +9,11 @@ the local batch's shape, so they could not match one process.
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import free_port, gloo_group
 from torch import nn
 
 from analoglib.devices import SoftBoundsDevice
@@ -68,11 +66,7 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    torch.set_num_threads(1)
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, port):
         analog = _model()
         model = nn.parallel.DistributedDataParallel(analog)
         x, y = _data()
@@ -80,14 +74,6 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         share = slice(rank * half, (rank + 1) * half)
         _train(model, analog, x[:, share], y[:, share])
         torch.save(_state(analog), Path(out) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_two_ranks_apply_the_pulses_of_one_chip(tmp_path: Path) -> None:
@@ -97,7 +83,7 @@ def test_two_ranks_apply_the_pulses_of_one_chip(tmp_path: Path) -> None:
     _train(single, single, x, y)
     reference = _state(single)
 
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     for key, value in reference.items():
         assert torch.equal(ranks[0][key], ranks[1][key]), key  # the ranks hold one chip
