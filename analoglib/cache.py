@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -255,6 +255,56 @@ class JsonlStore:
             raise ValueError(f"point {key} is already in {self.path}.")
         self._write_line(record)
         self.records[key] = record
+
+    def compute_missing(
+        self,
+        func: Callable[[Any], dict[str, Any]],
+        items: Iterable[Any],
+        item_key: Callable[[Any], Hashable],
+        executor: Any = None,
+        *,
+        threads: int | None = None,
+        progress: bool = True,
+        desc: str = "points",
+    ) -> int:
+        """Compute ``func(item)`` for every item whose key is not stored yet, once per key.
+
+        Each result is appended as soon as it is finished
+        (:func:`analoglib.parallel.run_points`), so an interrupted run keeps every finished
+        point and a rerun computes only the rest.
+
+        Args:
+            func: Pure function of one item returning its record (module-level for process
+                pools and Dask).
+            items: The items, in run order (duplicates run once).
+            item_key: The key an item's record will have.
+            executor: None, a ``concurrent.futures`` executor or a Dask client.
+            threads: Torch threads per item (see :func:`~analoglib.parallel.run_points`).
+            progress: Show a progress bar.
+            desc: Label of the progress bar.
+
+        Returns:
+            The number of items computed.
+        """
+        # parallel imports utils, which imports this module: import at call time
+        from analoglib.parallel import run_points
+
+        todo, queued = [], set()
+        for item in items:
+            key = item_key(item)
+            if key not in self.records and key not in queued:
+                todo.append(item)
+                queued.add(key)
+        run_points(
+            func,
+            todo,
+            lambda _item, record: self.append(record),
+            executor,
+            threads=threads,
+            progress=progress,
+            desc=desc,
+        )
+        return len(todo)
 
     def table(self) -> pd.DataFrame:
         """The finished points as a table (columns and order as configured)."""

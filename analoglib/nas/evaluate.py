@@ -47,7 +47,6 @@ from analoglib.models.analognas_resnet import AnalogNASResNet
 from analoglib.models.resnet import resnet8, resnet20, resnet32
 from analoglib.nas.space import FEATURES, parameter_count
 from analoglib.nn.convert import convert_to_analog
-from analoglib.parallel import run_points
 from analoglib.presets import standard_hwa_2023
 from analoglib.summary import summary
 from analoglib.training.hwa import ModifierRamp, post_update_step, set_modifier_strength
@@ -299,17 +298,10 @@ def evaluate_candidates(
         One row per configuration (see :func:`evaluate_candidate`).
     """
     store = candidate_store(spec, path)
-    todo: list[tuple[CandidateSpec, dict[str, Any]]] = []
-    queued = set()
-    for config in configs:
-        key = _config_key(config)
-        if key not in store and key not in queued:
-            todo.append((spec, dict(config)))
-            queued.add(key)
-    run_points(
+    store.compute_missing(
         _point,
-        todo,
-        lambda _point, record: store.append(record),
+        [(spec, dict(config)) for config in configs],
+        lambda item: _config_key(item[1]),
         executor,
         threads=threads,
         progress=progress,

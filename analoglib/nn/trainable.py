@@ -24,7 +24,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -40,6 +40,8 @@ __all__ = [
     "AnalogTrainLayer",
     "AnalogTrainLinear",
 ]
+
+_Digital = TypeVar("_Digital", nn.Linear, nn.Conv2d)
 
 #: Supported ``update_mode`` values.
 UPDATE_MODES = ("step", "backward")
@@ -161,6 +163,14 @@ class AnalogTrainLayer(nn.Module):
         """The ``(out, in)`` weights the layer computes with (a copy)."""
         return self.tile.get_weights().clone()
 
+    def _digital_copy(self, module: _Digital) -> _Digital:
+        """``module`` (a fresh digital layer of this shape) with the weights computed with now."""
+        with torch.no_grad():
+            module.weight.copy_(self.get_weights().reshape(module.weight.shape))
+            if self.bias is not None and module.bias is not None:
+                module.bias.copy_(self.bias)
+        return module.to(self.tile.c.device)
+
     def set_weights(self, weight: Tensor, bias: Tensor | None = None) -> None:
         """Program the weights onto the devices (clipped to their bounds) and set the bias."""
         self.tile.set_weights(weight.detach().reshape(self.tile.mapping.out_features, -1))
@@ -214,11 +224,7 @@ class AnalogTrainLinear(AnalogTrainLayer):
     def to_digital(self) -> nn.Linear:
         """``nn.Linear`` with the weights the layer computes with now."""
         linear = nn.Linear(self.in_features, self.out_features, self.bias is not None)
-        with torch.no_grad():
-            linear.weight.copy_(self.get_weights())
-            if self.bias is not None and linear.bias is not None:
-                linear.bias.copy_(self.bias)
-        return linear.to(self.tile.c.device)
+        return self._digital_copy(linear)
 
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape
@@ -295,11 +301,7 @@ class AnalogTrainConv2d(AnalogTrainLayer):
             self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
             self.dilation, bias=self.bias is not None,
         )  # fmt: skip
-        with torch.no_grad():
-            conv.weight.copy_(self.get_weights().reshape(conv.weight.shape))
-            if self.bias is not None and conv.bias is not None:
-                conv.bias.copy_(self.bias)
-        return conv.to(self.tile.c.device)
+        return self._digital_copy(conv)
 
     def forward(self, x: Tensor) -> Tensor:
         batch, _, height, width = x.shape

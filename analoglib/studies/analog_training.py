@@ -36,13 +36,13 @@ from torch import Tensor, nn
 
 from analoglib import devices as dv
 from analoglib.cache import JsonlStore, key_digest
-from analoglib.data.digits import load_digits
+from analoglib.data.digits import load_digits, make_loader
 from analoglib.data.images import load_fashion_mnist, load_mnist
 from analoglib.nn.convert import convert_to_analog
-from analoglib.parallel import run_points
 from analoglib.tiles import algorithms as alg
 from analoglib.tiles.training import TrainingConfig, TrainingTile, build_config
 from analoglib.training.analog_sgd import AnalogSGD
+from analoglib.training.loops import accuracy
 from analoglib.training.response import soft_bounds_floor, soft_bounds_update, tiki_taka_step
 from analoglib.utils import derive_seed, paths
 
@@ -193,6 +193,11 @@ class RunPoint:
             )
 
 
+def _point_fields(spec: TrainingSpec, point: RunPoint) -> dict[str, Any]:
+    """The point's fields as its record stores them (epochs resolved)."""
+    return {**dataclasses.asdict(point), "epochs": point.epochs or spec.epochs}
+
+
 def _key(record: dict[str, Any]) -> tuple[Any, ...]:
     return (
         record["algorithm"],
@@ -254,15 +259,6 @@ def algorithm_config(spec: TrainingSpec, point: RunPoint) -> TrainingConfig:
     return build_config(point.algorithm, device, **options)
 
 
-def _accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    with torch.no_grad():
-        correct = sum(
-            int((model(x[i : i + 500]).argmax(1) == y[i : i + 500]).sum())
-            for i in range(0, len(x), 500)
-        )
-    return correct / len(x)
-
-
 def _trained(spec: TrainingSpec, point: RunPoint) -> tuple[nn.Module, dict[str, Any]]:
     """The trained model of a run and its record."""
     start = time.perf_counter()
@@ -288,9 +284,9 @@ def _trained(spec: TrainingSpec, point: RunPoint) -> tuple[nn.Module, dict[str, 
             loss = nn.functional.cross_entropy(model(x_train[batch]), y_train[batch])
             loss.backward()
             optimizer.step()
-        accuracies.append(_accuracy(model, x_test, y_test))
-    record = dataclasses.asdict(point)
-    record["epochs"] = point.epochs or spec.epochs
+        with torch.no_grad():  # test batches of 500 (the read noise is drawn per batch)
+            accuracies.append(accuracy(model, make_loader(x_test, y_test, 500)))
+    record = _point_fields(spec, point)
     record.update(
         accuracy=accuracies,
         final_accuracy=accuracies[-1],
@@ -386,26 +382,16 @@ def run_training(
     if path is None:
         path = paths.CACHE / "analog_training" / f"{key_digest(parameters)}.jsonl"
     store = JsonlStore(Path(path), parameters, _key, what="in-memory training study")
-    todo, queued = [], set()
-    for point in points:
-        record = {**dataclasses.asdict(point), "epochs": point.epochs or spec.epochs}
-        key = _key(record)
-        if key not in store.records and key not in queued:
-            todo.append((spec, point))
-            queued.add(key)
-    run_points(
+    store.compute_missing(
         _train,
-        todo,
-        lambda _point, record: store.append(record),
+        [(spec, point) for point in points],
+        lambda item: _key(_point_fields(*item)),
         executor,
         threads=threads,
         progress=progress,
         desc="training runs",
     )
-    rows = []
-    for point in points:
-        record = {**dataclasses.asdict(point), "epochs": point.epochs or spec.epochs}
-        rows.append(store.records[_key(record)])
+    rows = [store.records[_key(_point_fields(spec, point))] for point in points]
     return pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
 
 

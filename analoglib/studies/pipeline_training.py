@@ -44,7 +44,6 @@ from torch import Tensor, nn
 from analoglib.cache import JsonlStore, key_digest
 from analoglib.data.digits import load_digits
 from analoglib.data.images import load_fashion_mnist
-from analoglib.parallel import run_points
 from analoglib.pipeline import (
     AnalogSGD,
     DigitalSGD,
@@ -465,25 +464,16 @@ def run_study(
         study_store(spec, tiki_taka_tau, path).path.unlink(missing_ok=True)
     store = study_store(spec, tiki_taka_tau, path)
     wanted = [(int(m), mode, key) for m in stages for mode in modes for key in rules]
-    todo: list[Point] = [
-        (spec, m, mode, key, float(tiki_taka_tau))
-        for m, mode, key in wanted
-        if (m, mode, key) not in store
-    ]
+    todo: list[Point] = [(spec, m, mode, key, float(tiki_taka_tau)) for m, mode, key in wanted]
     todo.sort(key=lambda p: -p[1])  # long runs (many stages) first balance the workers
     pool = None
-    if workers > 1 and len(todo) > 1:
+    if workers > 1 and sum(k not in store for k in wanted) > 1:
         pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        run_points(
-            run_point,
-            todo,
-            lambda _point, record: store.append(record),
-            pool,
-            threads=1,
-            progress=progress,
+        store.compute_missing(
+            run_point, todo, lambda p: p[1:4], pool, threads=1, progress=progress,
             desc="pipeline runs",
-        )
+        )  # fmt: skip
     finally:
         if pool is not None:
             pool.shutdown()
